@@ -1,0 +1,311 @@
+//! The fused row kernel: loss and gradient of one row in three passes over its logits with one
+//! `exp` per logit, rows spread over rayon's threads.
+//!
+//! For a row `z` with target `y`, non-target maximum `m`, `e_j = exp(z_j - m)` (`e_y = 0`) and
+//! `S = sum_j e_j`, everything the loss needs shares the `e_j`:
+//!
+//! ```text
+//! q_j   = e_j / S                      log q_j = z_j - m - log S
+//! lse   = log(S e^m + e^{z'_y})        p_j = e_j e^{m - lse},  p_y = e^{z'_y - lse}
+//! reg   = 1/2 sum_{j != y} (q_j - u)(log q_j + log(C-1))
+//!       = 1/2 (sum_j q_j (z_j - m) - mean_{j != y} (z_j - m))     (sum_j q_j = 1, u (C-1) = 1)
+//! d l / d z_k = (hard + smooth W) p_k - hard [k=y] - smooth w_k
+//!             + reg_coef/2 (q_k (log q_k - sum_j q_j log q_j) + q_k - u)      (k != y)
+//! ```
+
+use rayon::prelude::*;
+
+use super::real::{Real, dot, dot_centred, exp_shifted, max, sum, sum_centred};
+use crate::plan::RowPlan;
+
+/// What the kernel returns: per-row losses (NaN for a row whose logits are not finite) and the
+/// gradient of each row's loss, when asked for.
+pub(crate) struct KernelOutput<F> {
+    pub rows: Vec<F>,
+    pub grad: Option<Vec<F>>,
+}
+
+/// Constants shared by every row of a batch.
+struct Shared<'a, F> {
+    classes: usize,
+    delta: F,
+    u: F,
+    weight: Option<&'a [F]>,
+    /// `W = sum_j w_j` (C without weights).
+    weight_total: F,
+    needs_reg: bool,
+    needs_smooth: bool,
+}
+
+/// Rows per rayon task: about 16k logits, enough to amortise scheduling.
+fn rows_per_task(classes: usize) -> usize {
+    (16_384 / classes.max(1)).max(1)
+}
+
+/// Runs the kernel over `[M, C]` logits laid out row-major.
+pub(crate) fn run<F: Real>(logits: &[F], plan: &RowPlan, with_grad: bool) -> KernelOutput<F> {
+    let classes = plan.num_classes;
+    let rows = plan.rows();
+    debug_assert_eq!(logits.len(), rows * classes);
+    let weight: Option<Vec<F>> = plan
+        .weight
+        .as_ref()
+        .map(|w| w.iter().map(|&x| F::from_f64(x)).collect());
+    let shared = Shared {
+        classes,
+        delta: F::from_f64(plan.delta),
+        u: F::from_f64(1.0 / (classes - 1) as f64),
+        weight: weight.as_deref(),
+        weight_total: F::from_f64(
+            plan.weight
+                .as_ref()
+                .map_or(classes as f64, |w| w.iter().sum()),
+        ),
+        needs_reg: plan.needs_reg,
+        needs_smooth: plan.needs_smooth,
+    };
+    let mut out = vec![F::ZERO; rows];
+    // Zeroed allocations come from the OS already zero, so this costs no pass.
+    let mut grad = with_grad.then(|| vec![F::ZERO; rows * classes]);
+    let step = rows_per_task(classes);
+
+    match grad.as_mut() {
+        Some(grad) => out
+            .par_chunks_mut(step)
+            .zip(grad.par_chunks_mut(step * classes))
+            .enumerate()
+            .for_each(|(task, (out, grad))| {
+                let first = task * step;
+                let z = &logits[first * classes..(first + out.len()) * classes];
+                rows_dispatch(z, plan, first, &shared, out, Some(grad));
+            }),
+        None => out
+            .par_chunks_mut(step)
+            .enumerate()
+            .for_each(|(task, out)| {
+                let first = task * step;
+                let z = &logits[first * classes..(first + out.len()) * classes];
+                rows_dispatch(z, plan, first, &shared, out, None);
+            }),
+    }
+    KernelOutput { rows: out, grad }
+}
+
+/// Picks the widest instruction set this CPU has for the chunk.
+fn rows_dispatch<F: Real>(
+    z: &[F],
+    plan: &RowPlan,
+    first: usize,
+    shared: &Shared<F>,
+    out: &mut [F],
+    grad: Option<&mut [F]>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        return unsafe { rows_avx2(z, plan, first, shared, out, grad) };
+    }
+    rows_portable(z, plan, first, shared, out, grad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn rows_avx2<F: Real>(
+    z: &[F],
+    plan: &RowPlan,
+    first: usize,
+    shared: &Shared<F>,
+    out: &mut [F],
+    grad: Option<&mut [F]>,
+) {
+    rows_portable(z, plan, first, shared, out, grad)
+}
+
+/// Processes a chunk of rows; a row with non-finite logits gets a NaN loss.
+#[inline(always)]
+fn rows_portable<F: Real>(
+    z: &[F],
+    plan: &RowPlan,
+    first: usize,
+    shared: &Shared<F>,
+    out: &mut [F],
+    mut grad: Option<&mut [F]>,
+) {
+    let c = shared.classes;
+    let mut scratch = if grad.is_none() {
+        vec![F::ZERO; c]
+    } else {
+        Vec::new()
+    };
+    let with_grad = grad.is_some();
+    for (i, o) in out.iter_mut().enumerate() {
+        let n = first + i;
+        let zrow = &z[i * c..(i + 1) * c];
+        let buf: &mut [F] = match grad.as_mut() {
+            Some(g) => &mut g[i * c..(i + 1) * c],
+            None => &mut scratch,
+        };
+        let coef = Coefficients {
+            hard: F::from_f64(plan.hard[n]),
+            smooth: F::from_f64(plan.smooth[n]),
+            reg: F::from_f64(plan.reg[n]),
+        };
+        *o = row(zrow, plan.targets[n], coef, shared, buf, with_grad)
+            .unwrap_or_else(|| F::from_f64(f64::NAN));
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Coefficients<F> {
+    hard: F,
+    smooth: F,
+    reg: F,
+}
+
+/// One row: returns its loss (None if a logit is not finite) and, with `write_grad`, leaves
+/// `d loss / d z` in `buf`; otherwise `buf` is scratch.
+#[inline(always)]
+fn row<F: Real>(
+    z: &[F],
+    y: usize,
+    coef: Coefficients<F>,
+    s: &Shared<F>,
+    buf: &mut [F],
+    write_grad: bool,
+) -> Option<F> {
+    let half = F::from_f64(0.5);
+    let (lo, rest) = z.split_at(y);
+    let (zy, hi) = (rest[0], &rest[1..]);
+
+    // Pass 1: the non-target maximum.
+    let m = max(lo).max(max(hi));
+    let zy_shifted = zy - s.delta;
+
+    // Pass 2: e_j = exp(z_j - m) for j != y, e_y = 0.
+    {
+        let (b_lo, b_rest) = buf.split_at_mut(y);
+        exp_shifted(lo, m, b_lo);
+        b_rest[0] = F::ZERO;
+        exp_shifted(hi, m, &mut b_rest[1..]);
+    }
+    // Pass 3: S, and sum_{j != y} (z_j - m), whose NaN or inf reveals a non-finite logit
+    // (the maximum skips NaN).
+    let total = sum(buf);
+    let centred = sum_centred(z, m) - (zy - m);
+    if !(centred + total).is_finite() {
+        return None;
+    }
+    // For the regulariser, sum_j e_j (z_j - m).
+    let weighted = if s.needs_reg {
+        dot_centred(buf, z, m)
+    } else {
+        F::ZERO
+    };
+    let log_total = total.ln();
+    // log-sum-exp of z' without overflow whichever of the target and the rest dominates.
+    let lse = if zy_shifted > m {
+        zy_shifted + (total * (m - zy_shifted).exp_precise()).ln_1p()
+    } else {
+        m + (total + (zy_shifted - m).exp_precise()).ln()
+    };
+    let mut loss = coef.hard * (lse - zy_shifted);
+
+    if s.needs_smooth {
+        // sum_j w_j (lse - z'_j), with z'_y = z_y - delta
+        let weighted_logits = match s.weight {
+            Some(w) => dot(w, z) - w[y] * s.delta,
+            None => centred + m * F::from_f64((s.classes - 1) as f64) + zy_shifted,
+        };
+        loss = loss + coef.smooth * (s.weight_total * lse - weighted_logits);
+    }
+
+    let inv_total = F::ONE / total;
+    let reg = if s.needs_reg {
+        // The closed form needs no pass of its own: the q-weighted and the plain mean of the
+        // non-target logits (both relative to m). It is >= 0 in exact arithmetic; clamp the
+        // rounding noise of an all-equal row.
+        let r = half * (weighted * inv_total - centred * s.u);
+        if r > F::ZERO { r } else { F::ZERO }
+    } else {
+        F::ZERO
+    };
+    if write_grad {
+        let p_scale = (coef.hard + coef.smooth * s.weight_total) * (m - lse).exp_precise();
+        if s.needs_reg && coef.reg != F::ZERO {
+            let g = RegGrad {
+                p_scale,
+                inv_total,
+                log_shift: m + log_total,
+                entropy_term: weighted * inv_total - log_total,
+                reg_half: coef.reg * half,
+                u: s.u,
+            };
+            for (&zj, e) in z.iter().zip(buf.iter_mut()) {
+                *e = g.grad(zj, *e);
+            }
+        } else {
+            for e in buf.iter_mut() {
+                *e = *e * p_scale;
+            }
+        }
+    }
+    loss = loss + coef.reg * reg;
+
+    if write_grad {
+        if s.needs_smooth {
+            match s.weight {
+                Some(w) => {
+                    for (g, &wk) in buf.iter_mut().zip(w) {
+                        *g = *g - coef.smooth * wk;
+                    }
+                }
+                None => {
+                    for g in buf.iter_mut() {
+                        *g = *g - coef.smooth;
+                    }
+                }
+            }
+        }
+        let p_y = (zy_shifted - lse).exp_precise();
+        let w_y = s.weight.map_or(F::ONE, |w| w[y]);
+        buf[y] = (coef.hard + coef.smooth * s.weight_total) * p_y - coef.hard - coef.smooth * w_y;
+    }
+    Some(loss)
+}
+
+/// Constants of the gradient pass: `d l / d z_k` from `e_k` and `z_k` for `k != y`.
+struct RegGrad<F> {
+    p_scale: F,
+    inv_total: F,
+    /// `m + log S`, so that `log q_k = z_k - log_shift`.
+    log_shift: F,
+    /// `sum_j q_j log q_j`.
+    entropy_term: F,
+    reg_half: F,
+    u: F,
+}
+
+impl<F: Real> RegGrad<F> {
+    #[inline(always)]
+    fn grad(&self, zk: F, ek: F) -> F {
+        let q = ek * self.inv_total;
+        let log_q = zk - self.log_shift;
+        self.p_scale * ek + self.reg_half * (q * (log_q - self.entropy_term) + q - self.u)
+    }
+}
+
+/// Scales each row of `grad` (`[M, C]`) by `upstream[n]` in place, skipping rows scaled by 1.
+pub(crate) fn scale_rows<F: Real>(grad: &mut [F], upstream: &[F], classes: usize) {
+    let step = rows_per_task(classes);
+    grad.par_chunks_mut(step * classes)
+        .zip(upstream.par_chunks(step))
+        .for_each(|(g, up)| {
+            for (row, &a) in g.chunks_exact_mut(classes).zip(up) {
+                if a != F::ONE {
+                    for v in row {
+                        *v = *v * a;
+                    }
+                }
+            }
+        });
+}

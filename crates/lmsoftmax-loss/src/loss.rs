@@ -1,0 +1,301 @@
+//! The loss module: shape handling, validation, implementation choice and reduction.
+
+use std::sync::Arc;
+
+use burn::module::{Content, DisplaySettings, Module, ModuleDisplay};
+use burn::tensor::{DType, Device, Int, Tensor};
+
+use crate::composed::{composed_rows, compute_dtype};
+use crate::config::{LargeMarginInSoftmaxLossConfig, LossImplementation, LossReduction};
+use crate::error::{ConfigError, LossError};
+use crate::fused;
+use crate::plan::RowPlan;
+
+/// The large-margin in softmax cross-entropy loss (Kobayashi, BMVC 2019): softmax
+/// cross-entropy plus `lambda` times a regulariser that pushes the non-target probabilities
+/// towards uniform, which enlarges the margin between the target and the other classes.
+///
+/// ```text
+/// z'_y = z_y - delta
+/// ce   = logsumexp_j z'_j - z'_y
+/// q_j  = softmax over the non-target logits j != y,   u = 1 / (C - 1)
+/// reg  = 1/2 sum_{j != y} (q_j - u) log q_j  = 1/2 [KL(q||U) + KL(U||q)]
+/// loss = w_y ce + lambda reg
+/// ```
+///
+/// Paper: <https://www.bmva.org/bmvc/2019/>; official code: `tk1980/LargeMarginInSoftmax`
+/// (`models/modules/myloss.py`). The PyTorch equivalent of `lambda = 0` is
+/// `torch.nn.functional.cross_entropy`.
+///
+/// Create it with [`LargeMarginInSoftmaxLossConfig`].
+///
+/// ```
+/// use burn::tensor::{Device, Int, Tensor};
+/// use lmsoftmax_loss::LargeMarginInSoftmaxLossConfig;
+///
+/// let device = Device::flex().autodiff();
+/// let loss = LargeMarginInSoftmaxLossConfig::new().init(&device)?;
+/// let logits = Tensor::<2>::from_floats([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], &device).require_grad();
+/// let targets = Tensor::<1, Int>::from_ints([0, 2], &device);
+/// let value = loss.forward(logits.clone(), targets);
+/// let grads = value.backward();
+/// assert_eq!(logits.grad(&grads).unwrap().dims(), [2, 3]);
+/// # Ok::<(), lmsoftmax_loss::ConfigError>(())
+/// ```
+#[derive(Module, Debug)]
+#[module(custom_display)]
+pub struct LargeMarginInSoftmaxLoss {
+    #[module(skip)]
+    config: LargeMarginInSoftmaxLossConfig,
+}
+
+impl ModuleDisplay for LargeMarginInSoftmaxLoss {
+    fn custom_settings(&self) -> Option<DisplaySettings> {
+        DisplaySettings::new()
+            .with_new_line_after_attribute(false)
+            .optional()
+    }
+
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        let c = &self.config;
+        content
+            .add("reg_lambda", &c.reg_lambda)
+            .add("deg_logit", &format!("{:?}", c.deg_logit))
+            .add(
+                "weight",
+                &c.weight
+                    .as_ref()
+                    .map_or("None".to_string(), |w| format!("[{} classes]", w.len())),
+            )
+            .add("ignore_index", &format!("{:?}", c.ignore_index))
+            .add("reduction", &format!("{:?}", c.reduction))
+            .add("label_smoothing", &c.label_smoothing)
+            .optional()
+    }
+}
+
+impl LargeMarginInSoftmaxLoss {
+    pub(crate) fn from_validated(config: LargeMarginInSoftmaxLossConfig) -> Self {
+        Self { config }
+    }
+
+    /// The configuration this loss was built from.
+    pub fn config(&self) -> &LargeMarginInSoftmaxLossConfig {
+        &self.config
+    }
+
+    /// Whether this call would use the fused kernel on `device`.
+    ///
+    /// ```
+    /// use lmsoftmax_loss::{LargeMarginInSoftmaxLossConfig, LossImplementation};
+    /// let device = burn::tensor::Device::flex();
+    /// let auto = LargeMarginInSoftmaxLossConfig::new().init(&device).unwrap();
+    /// assert!(auto.uses_fused(&device));
+    /// let composed = LargeMarginInSoftmaxLossConfig::new()
+    ///     .with_implementation(LossImplementation::Composed)
+    ///     .init(&device)
+    ///     .unwrap();
+    /// assert!(!composed.uses_fused(&device));
+    /// ```
+    pub fn uses_fused(&self, device: &Device) -> bool {
+        match self.config.implementation {
+            LossImplementation::Composed => false,
+            LossImplementation::Auto | LossImplementation::Fused => fused::runs_on(device),
+        }
+    }
+
+    /// The loss of `logits` `[N, C]` or `[N, C, d1, .., dk]` against class indices `targets`
+    /// `[N]` or `[N, d1, .., dk]`, reduced as configured.
+    ///
+    /// # Shapes
+    /// - logits: `[N, C, d1, .., dk]` (class axis 1; every other position is one row)
+    /// - targets: `[N, d1, .., dk]`
+    /// - output: `[1]` for mean and sum; for none, `[N * d1 * .. * dk]` in the targets' row-major
+    ///   order (use [`forward_no_reduction`](Self::forward_no_reduction) to keep the shape)
+    ///
+    /// # Panics
+    /// With the message of the [`LossError`] that [`try_forward`](Self::try_forward) returns.
+    pub fn forward<const D: usize, const T: usize>(
+        &self,
+        logits: Tensor<D>,
+        targets: Tensor<T, Int>,
+    ) -> Tensor<1> {
+        self.try_forward(logits, targets)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// As [`forward`](Self::forward), returning an error instead of panicking.
+    ///
+    /// # Errors
+    /// [`LossError`] for a target out of range, mismatched shapes, fewer than two classes, a
+    /// class-weight vector of the wrong length, a non-finite logit (with its row), a non-float
+    /// dtype, or the fused implementation forced on a backend it does not run on.
+    pub fn try_forward<const D: usize, const T: usize>(
+        &self,
+        logits: Tensor<D>,
+        targets: Tensor<T, Int>,
+    ) -> Result<Tensor<1>, LossError> {
+        let rows = self.rows(logits, targets)?;
+        Ok(match self.config.reduction {
+            LossReduction::Mean | LossReduction::Sum => rows.sum(),
+            LossReduction::None => rows,
+        })
+    }
+
+    /// The per-row losses `w_y ce + lambda reg` (0 for ignored rows), shaped like the targets,
+    /// whatever the configured reduction. Under `Mean` each row carries its share of the mean,
+    /// so that the rows sum to the mean loss.
+    ///
+    /// # Errors
+    /// As [`try_forward`](Self::try_forward).
+    pub fn forward_no_reduction<const D: usize, const T: usize>(
+        &self,
+        logits: Tensor<D>,
+        targets: Tensor<T, Int>,
+    ) -> Result<Tensor<T>, LossError> {
+        let shape = targets.dims();
+        Ok(self.rows(logits, targets)?.reshape(shape))
+    }
+
+    /// Per-row losses, `[rows]`.
+    fn rows<const D: usize, const T: usize>(
+        &self,
+        logits: Tensor<D>,
+        targets: Tensor<T, Int>,
+    ) -> Result<Tensor<1>, LossError> {
+        let flat = flatten_rows(logits, &targets)?;
+        let device = flat.device();
+        let use_fused = match self.config.implementation {
+            LossImplementation::Composed => false,
+            LossImplementation::Auto => fused::runs_on(&device),
+            LossImplementation::Fused => {
+                if !fused::runs_on(&device) {
+                    return Err(ConfigError::FusedUnavailable {
+                        device: format!("{device:?}"),
+                    }
+                    .into());
+                }
+                true
+            }
+        };
+        let classes = flat.dims()[1];
+        let host_targets = read_targets(targets);
+        let plan = RowPlan::new(&self.config, &host_targets, classes)?;
+        let x = compute_dtype(flat);
+        let rows = if use_fused {
+            fused::fused_rows(x.clone(), Arc::new(plan))
+        } else {
+            composed_rows(x.clone(), &plan)
+        };
+        if self.config.check_finite {
+            check_finite(&rows, x)?;
+        }
+        Ok(rows)
+    }
+}
+
+/// Moves the class axis last and flattens to `[rows, C]`, checking the shapes and the dtype.
+pub(crate) fn flatten_rows<const D: usize, const T: usize>(
+    logits: Tensor<D>,
+    targets: &Tensor<T, Int>,
+) -> Result<Tensor<2>, LossError> {
+    let dims = logits.dims();
+    let target_dims = targets.dims();
+    if !matches!(
+        logits.dtype(),
+        DType::F16 | DType::BF16 | DType::F32 | DType::F64
+    ) {
+        return Err(LossError::UnsupportedDType(format!("{:?}", logits.dtype())));
+    }
+    let expected: Vec<usize> = if D >= 2 {
+        dims.iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .map(|(_, d)| *d)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if D < 2 || T + 1 != D || target_dims.as_slice() != expected.as_slice() {
+        return Err(LossError::ShapeMismatch {
+            logits: dims.to_vec(),
+            targets: target_dims.to_vec(),
+            expected,
+        });
+    }
+    let classes = dims[1];
+    if classes < 2 {
+        return Err(LossError::TooFewClasses(classes));
+    }
+    let rows: usize = expected.iter().product();
+    Ok(if D == 2 {
+        logits.reshape([rows, classes])
+    } else {
+        // [N, C, d1..dk] -> [N, d1..dk, C] -> [rows, C]
+        let mut axes = [0usize; D];
+        axes[0] = 0;
+        for (i, axis) in axes.iter_mut().enumerate().skip(1).take(D - 2) {
+            *axis = i + 1;
+        }
+        axes[D - 1] = 1;
+        logits.permute(axes).reshape([rows, classes])
+    })
+}
+
+/// The targets as host integers, row-major.
+pub(crate) fn read_targets<const T: usize>(targets: Tensor<T, Int>) -> Vec<i64> {
+    targets
+        .into_data()
+        .try_into_vec_as::<i64>()
+        .expect("integer targets convert to i64")
+}
+
+/// Reads the per-row losses; a non-finite one is traced back to the row of logits that caused it.
+fn check_finite(rows: &Tensor<1>, logits: Tensor<2>) -> Result<(), LossError> {
+    let values = rows
+        .clone()
+        .detach()
+        .into_data()
+        .try_into_vec_as::<f64>()
+        .expect("float losses convert to f64");
+    let Some(row) = values.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    let classes = logits.dims()[1];
+    let row_values = logits
+        .detach()
+        .slice([row..row + 1, 0..classes])
+        .into_data()
+        .try_into_vec_as::<f64>()
+        .expect("float logits convert to f64");
+    let value = row_values
+        .into_iter()
+        .find(|v| !v.is_finite())
+        .unwrap_or(values[row]);
+    Err(LossError::NonFiniteLogits { row, value })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::LargeMarginInSoftmaxLossConfig;
+
+    #[test]
+    fn display_lists_the_hyper_parameters() {
+        let loss = LargeMarginInSoftmaxLossConfig::new()
+            .with_weight(Some(vec![1.0; 10]))
+            .with_ignore_index(Some(-100))
+            .init(&burn::tensor::Device::flex())
+            .unwrap();
+        let text = format!("{loss}");
+        for part in [
+            "reg_lambda: 0.3",
+            "deg_logit: None",
+            "weight: [10 classes]",
+            "ignore_index: Some(-100)",
+            "reduction: Mean",
+            "label_smoothing: 0",
+        ] {
+            assert!(text.contains(part), "{part} not in {text}");
+        }
+    }
+}

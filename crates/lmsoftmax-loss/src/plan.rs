@@ -1,0 +1,196 @@
+//! The per-row plan shared by both implementations: validated targets and the coefficient of each
+//! term in each row, so that every reduction, class weight, ignored row and smoothing factor is
+//! decided in one place and both implementations only compute `sum_n l_n` or `l_n` with
+//!
+//! ```text
+//! l_n = hard_n * (lse_n - z'_{n,y}) + smooth_n * sum_j w_j (lse_n - z'_{n,j}) + reg_n * reg(z_n)
+//! ```
+
+use crate::config::{LargeMarginInSoftmaxLossConfig, LossReduction};
+use crate::error::LossError;
+
+/// Validated targets and per-row coefficients for one batch.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RowPlan {
+    /// Number of classes C.
+    pub num_classes: usize,
+    /// Target class per row; ignored rows hold 0 (their coefficients are all 0).
+    pub targets: Vec<usize>,
+    /// Coefficient of the hard cross-entropy `lse - z'_y`.
+    pub hard: Vec<f64>,
+    /// Coefficient of the smoothing term `sum_j w_j (lse - z'_j)`.
+    pub smooth: Vec<f64>,
+    /// Coefficient of the regulariser.
+    pub reg: Vec<f64>,
+    /// `deg_logit`, subtracted from the target logit (0 when none).
+    pub delta: f64,
+    /// Class weights of the smoothing term (none: all ones).
+    pub weight: Option<Vec<f64>>,
+    /// Whether any row needs the regulariser (lambda > 0 and a kept row).
+    pub needs_reg: bool,
+    /// Whether any row needs the smoothing term.
+    pub needs_smooth: bool,
+}
+
+impl RowPlan {
+    /// Builds the plan from the targets read on the host.
+    ///
+    /// # Errors
+    /// [`LossError::TooFewClasses`], [`LossError::WeightLength`] or
+    /// [`LossError::TargetOutOfRange`] with the first bad row.
+    pub fn new(
+        config: &LargeMarginInSoftmaxLossConfig,
+        targets: &[i64],
+        num_classes: usize,
+    ) -> Result<Self, LossError> {
+        if num_classes < 2 {
+            return Err(LossError::TooFewClasses(num_classes));
+        }
+        if let Some(weight) = &config.weight
+            && weight.len() != num_classes
+        {
+            return Err(LossError::WeightLength {
+                weights: weight.len(),
+                num_classes,
+            });
+        }
+        let class_weight = |class: usize| config.weight.as_ref().map_or(1.0, |w| w[class]);
+
+        let mut kept_targets = Vec::with_capacity(targets.len());
+        let mut kept = Vec::with_capacity(targets.len());
+        for (row, &target) in targets.iter().enumerate() {
+            if config.ignore_index == Some(target) {
+                kept_targets.push(0);
+                kept.push(false);
+            } else if target < 0 || target as u64 >= num_classes as u64 {
+                return Err(LossError::TargetOutOfRange {
+                    row,
+                    target,
+                    num_classes,
+                });
+            } else {
+                kept_targets.push(target as usize);
+                kept.push(true);
+            }
+        }
+
+        // Normalisers of the two terms: the cross-entropy is a weighted mean over the kept rows,
+        // the regulariser a plain mean over the kept rows (the official semantics). An empty
+        // normaliser (every row ignored, or all kept weights 0) contributes nothing, not NaN.
+        let (ce_norm, reg_norm) = match config.reduction {
+            LossReduction::Mean => {
+                let weight_sum: f64 = kept_targets
+                    .iter()
+                    .zip(&kept)
+                    .filter(|(_, k)| **k)
+                    .map(|(&y, _)| class_weight(y))
+                    .sum();
+                let kept_rows = kept.iter().filter(|k| **k).count() as f64;
+                (inverse_or_zero(weight_sum), inverse_or_zero(kept_rows))
+            }
+            LossReduction::Sum | LossReduction::None => (1.0, 1.0),
+        };
+        let eps = config.label_smoothing;
+        let lambda = config.reg_lambda;
+        let c = num_classes as f64;
+
+        let mut hard = Vec::with_capacity(targets.len());
+        let mut smooth = Vec::with_capacity(targets.len());
+        let mut reg = Vec::with_capacity(targets.len());
+        for (&y, &k) in kept_targets.iter().zip(&kept) {
+            let keep = if k { 1.0 } else { 0.0 };
+            hard.push(keep * ce_norm * (1.0 - eps) * class_weight(y));
+            smooth.push(keep * ce_norm * eps / c);
+            reg.push(keep * reg_norm * lambda);
+        }
+        let any_kept = kept.iter().any(|k| *k);
+        Ok(Self {
+            num_classes,
+            targets: kept_targets,
+            hard,
+            smooth,
+            reg,
+            delta: config.deg_logit.unwrap_or(0.0),
+            weight: config.weight.clone(),
+            needs_reg: lambda > 0.0 && any_kept,
+            needs_smooth: eps > 0.0 && any_kept,
+        })
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.targets.len()
+    }
+}
+
+fn inverse_or_zero(x: f64) -> f64 {
+    if x > 0.0 { 1.0 / x } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> LargeMarginInSoftmaxLossConfig {
+        LargeMarginInSoftmaxLossConfig::new()
+    }
+
+    #[test]
+    fn mean_divides_ce_by_kept_weights_and_reg_by_kept_rows() {
+        let cfg = config()
+            .with_weight(Some(vec![1.0, 2.0, 4.0]))
+            .with_ignore_index(Some(-100));
+        let plan = RowPlan::new(&cfg, &[0, 2, -100, 1], 3).unwrap();
+        // kept weights 1 + 4 + 2 = 7, kept rows 3
+        assert_eq!(plan.hard, vec![1.0 / 7.0, 4.0 / 7.0, 0.0, 2.0 / 7.0]);
+        let want_reg = [0.1, 0.1, 0.0, 0.1];
+        assert!(
+            plan.reg
+                .iter()
+                .zip(want_reg)
+                .all(|(a, b)| (a - b).abs() < 1e-15)
+        );
+        assert_eq!(plan.targets, vec![0, 2, 0, 1]);
+    }
+
+    #[test]
+    fn all_ignored_gives_zero_coefficients() {
+        let cfg = config().with_ignore_index(Some(5));
+        let plan = RowPlan::new(&cfg, &[5, 5], 3).unwrap();
+        assert!(plan.hard.iter().chain(&plan.reg).all(|&x| x == 0.0));
+        assert!(!plan.needs_reg);
+    }
+
+    #[test]
+    fn smoothing_splits_the_ce_coefficient() {
+        let cfg = config()
+            .with_label_smoothing(0.1)
+            .with_reduction(LossReduction::Sum);
+        let plan = RowPlan::new(&cfg, &[1], 4).unwrap();
+        assert!((plan.hard[0] - 0.9).abs() < 1e-15);
+        assert!((plan.smooth[0] - 0.025).abs() < 1e-15);
+    }
+
+    #[test]
+    fn errors_name_the_row_and_value() {
+        let err = RowPlan::new(&config(), &[0, 3], 3).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "target 3 at row 1 is outside [0, 3) and is not the ignore_index"
+        );
+        let err = RowPlan::new(&config(), &[-1], 3).unwrap_err();
+        assert!(matches!(
+            err,
+            LossError::TargetOutOfRange { target: -1, .. }
+        ));
+        assert_eq!(
+            RowPlan::new(&config(), &[0], 1).unwrap_err(),
+            LossError::TooFewClasses(1)
+        );
+        let cfg = config().with_weight(Some(vec![1.0; 4]));
+        assert_eq!(
+            RowPlan::new(&cfg, &[0], 3).unwrap_err().to_string(),
+            "4 class weights were given for logits with 3 classes"
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! Helpers shared by the test modules: building tensors from f64 data, running the loss with
+//! autodiff, comparing with a tolerance.
+
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use lmsoftmax_loss::{LargeMarginInSoftmaxLossConfig, LossImplementation};
+
+/// Both implementations.
+pub const IMPLEMENTATIONS: [LossImplementation; 2] =
+    [LossImplementation::Composed, LossImplementation::Fused];
+
+/// The autodiff flex device the tests run on.
+pub fn device() -> Device {
+    Device::flex().autodiff()
+}
+
+/// Loss values (flat) and d(sum(loss * upstream))/d logits (flat), both as f64.
+pub struct Outcome {
+    pub loss: Vec<f64>,
+    pub grad: Vec<f64>,
+}
+
+/// Runs the loss on logits of any rank 2..=4 given flat in f64, cast to `dtype`.
+pub fn run(
+    config: &LargeMarginInSoftmaxLossConfig,
+    shape: &[usize],
+    logits: &[f64],
+    targets: &[i64],
+    upstream: Option<&[f64]>,
+    dtype: DType,
+) -> Result<Outcome, lmsoftmax_loss::LossError> {
+    match shape.len() {
+        2 => run_rank::<2, 1>(config, shape, logits, targets, upstream, dtype),
+        3 => run_rank::<3, 2>(config, shape, logits, targets, upstream, dtype),
+        4 => run_rank::<4, 3>(config, shape, logits, targets, upstream, dtype),
+        r => panic!("no test helper for rank {r}"),
+    }
+}
+
+fn run_rank<const D: usize, const T: usize>(
+    config: &LargeMarginInSoftmaxLossConfig,
+    shape: &[usize],
+    logits: &[f64],
+    targets: &[i64],
+    upstream: Option<&[f64]>,
+    dtype: DType,
+) -> Result<Outcome, lmsoftmax_loss::LossError> {
+    let device = device();
+    let loss_fn = config.init(&device).expect("valid test configuration");
+    let x = Tensor::<D>::from_data(
+        TensorData::new(logits.to_vec(), shape.to_vec()),
+        (&device, dtype),
+    )
+    .require_grad();
+    let target_shape: Vec<usize> = shape
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, d)| *d)
+        .collect();
+    let y = Tensor::<T, Int>::from_data(TensorData::new(targets.to_vec(), target_shape), &device);
+    let loss = loss_fn.try_forward(x.clone(), y)?;
+    let scalar = match upstream {
+        Some(up) => {
+            let n = up.len();
+            let up =
+                Tensor::<1>::from_data(TensorData::new(up.to_vec(), [n]), (&device, loss.dtype()));
+            (loss.clone() * up).sum()
+        }
+        None => loss.clone().sum(),
+    };
+    let grads = scalar.backward();
+    let grad = x.grad(&grads).expect("logits have a gradient");
+    assert_eq!(
+        grad.dtype(),
+        dtype,
+        "the gradient comes back in the logits' dtype"
+    );
+    Ok(Outcome {
+        loss: to_f64(loss),
+        grad: to_f64(grad),
+    })
+}
+
+/// Any float tensor's values as f64.
+pub fn to_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.detach()
+        .cast(DType::F64)
+        .into_data()
+        .try_to_vec::<f64>()
+        .expect("f64 data")
+}
+
+/// Asserts `|got - want| <= abs + rel |want|` element-wise, naming the first offender.
+pub fn assert_close(what: &str, got: &[f64], want: &[f64], rel: f64, abs: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= abs + rel * w.abs(),
+            "{what}[{i}]: got {g:e}, want {w:e} (rel {rel:e}, abs {abs:e})"
+        );
+    }
+}
+
+/// Deterministic pseudo-random f64 values in [-scale, scale] (a small LCG: no test dependency).
+pub fn pseudo_random(n: usize, seed: u64, scale: f64) -> Vec<f64> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}

@@ -1,0 +1,171 @@
+//! Every golden vector of the official PyTorch code (float64), for both implementations, in f64,
+//! f32, and f16/bf16 input.
+//!
+//! The folder is `$LM_GOLDEN_DIR`, by default the copy of `shared/golden` in `tests/data/golden`
+//! (written by `shared/bench/golden.py`). An empty or missing folder fails the test.
+
+use std::path::PathBuf;
+
+use burn::tensor::DType;
+use lmsoftmax_loss::{LargeMarginInSoftmaxLossConfig, LossReduction};
+use serde::Deserialize;
+
+use crate::common::{IMPLEMENTATIONS, assert_close, run};
+
+#[derive(Debug, Deserialize)]
+struct Case {
+    name: String,
+    shape: Vec<usize>,
+    logits: Vec<f64>,
+    target: Vec<i64>,
+    reg_lambda: f64,
+    deg_logit: Option<f64>,
+    weight: Option<Vec<f64>>,
+    reduction: String,
+    ignore_index: Option<i64>,
+    upstream: Option<Vec<f64>>,
+    loss: Vec<f64>,
+    grad: Vec<f64>,
+}
+
+impl Case {
+    fn config(&self) -> LargeMarginInSoftmaxLossConfig {
+        LargeMarginInSoftmaxLossConfig::new()
+            .with_reg_lambda(self.reg_lambda)
+            .with_deg_logit(self.deg_logit)
+            .with_weight(self.weight.clone())
+            .with_ignore_index(self.ignore_index)
+            .with_reduction(match self.reduction.as_str() {
+                "mean" => LossReduction::Mean,
+                "sum" => LossReduction::Sum,
+                "none" => LossReduction::None,
+                other => panic!("{}: unknown reduction {other}", self.name),
+            })
+    }
+}
+
+fn golden_dir() -> PathBuf {
+    std::env::var_os("LM_GOLDEN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden"))
+}
+
+fn cases() -> Vec<Case> {
+    let dir = golden_dir();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read the golden folder {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    assert!(
+        !paths.is_empty(),
+        "no golden vectors (*.json) in {}: set LM_GOLDEN_DIR to a folder of them",
+        dir.display()
+    );
+    paths
+        .iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        })
+        .collect()
+}
+
+/// Runs every case in `dtype` and compares with the golden values.
+fn check_all(dtype: DType, rel: f64, abs: f64) {
+    let cases = cases();
+    for case in &cases {
+        for implementation in IMPLEMENTATIONS {
+            let config = case.config().with_implementation(implementation);
+            let got = run(
+                &config,
+                &case.shape,
+                &case.logits,
+                &case.target,
+                case.upstream.as_deref(),
+                dtype,
+            )
+            .unwrap_or_else(|e| panic!("{} ({implementation:?}, {dtype:?}): {e}", case.name));
+            let what = format!("{} {implementation:?} {dtype:?}", case.name);
+            assert_close(&format!("{what} loss"), &got.loss, &case.loss, rel, abs);
+            assert_close(&format!("{what} grad"), &got.grad, &case.grad, rel, abs);
+        }
+    }
+    eprintln!("checked {} golden cases in {dtype:?}", cases.len());
+}
+
+#[test]
+fn golden_f64() {
+    check_all(DType::F64, 1e-9, 1e-12);
+}
+
+#[test]
+fn golden_f32() {
+    check_all(DType::F32, 1e-4, 1e-6);
+}
+
+/// Half-precision input: the logits are rounded to f16/bf16, so the reference is the f64 loss of
+/// the rounded logits (which `golden_f64` ties to the official code); the loss is computed in
+/// f32 and the gradient rounded back to the input type.
+fn check_half(dtype: DType, rel: f64, abs: f64) {
+    for case in cases() {
+        let rounded = crate::common::to_f64(burn::tensor::Tensor::<1>::from_data(
+            burn::tensor::TensorData::new(case.logits.clone(), [case.logits.len()]),
+            (&crate::common::device(), dtype),
+        ));
+        let config = case.config();
+        let reference = run(
+            &config,
+            &case.shape,
+            &rounded,
+            &case.target,
+            case.upstream.as_deref(),
+            DType::F64,
+        )
+        .expect("f64 reference");
+        for implementation in IMPLEMENTATIONS {
+            let config = config.clone().with_implementation(implementation);
+            let got = run(
+                &config,
+                &case.shape,
+                &rounded,
+                &case.target,
+                case.upstream.as_deref(),
+                dtype,
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let what = format!("{} {implementation:?} {dtype:?}", case.name);
+            assert!(
+                got.loss.iter().all(|v| v.is_finite()),
+                "{what}: non-finite loss"
+            );
+            // The loss itself is f32: as tight as the f32 goldens.
+            assert_close(
+                &format!("{what} loss"),
+                &got.loss,
+                &reference.loss,
+                1e-4,
+                1e-6,
+            );
+            assert_close(
+                &format!("{what} grad"),
+                &got.grad,
+                &reference.grad,
+                rel,
+                abs,
+            );
+        }
+    }
+}
+
+#[test]
+fn golden_f16_input() {
+    check_half(DType::F16, 1e-3, 1e-6);
+}
+
+#[test]
+fn golden_bf16_input() {
+    check_half(DType::BF16, 8e-3, 1e-5);
+}

@@ -1,0 +1,14 @@
+//! Integration tests of the loss: one test binary, one module per area.
+//!
+//! - `golden`: the official code's float64 golden vectors, both implementations, every dtype.
+//! - `properties`: proptest invariances and finite-difference gradients.
+//! - `equivalence`: lambda = 0 against Burn's `CrossEntropyLoss`, options that must not matter.
+//! - `errors`: every error path with its message.
+//! - `numerics`: extreme logits against a float64 reference.
+
+mod common;
+mod equivalence;
+mod errors;
+mod golden;
+mod numerics;
+mod properties;

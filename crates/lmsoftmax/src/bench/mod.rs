@@ -1,0 +1,4 @@
+//! Benchmarks runnable from the command line (`lmsoftmax bench ...`).
+
+pub mod loss;
+pub mod timing;
