@@ -13,6 +13,8 @@
 //!             + reg_coef/2 (q_k (log q_k - sum_j q_j log q_j) + q_k - u)      (k != y)
 //! ```
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::real::{Real, dot, dot_centred, exp_shifted, max, sum, sum_centred};
@@ -65,10 +67,17 @@ pub(crate) fn run<F: Real>(logits: &[F], plan: &RowPlan, with_grad: bool) -> Ker
         needs_smooth: plan.needs_smooth,
     };
     let mut out = vec![F::ZERO; rows];
-    // Zeroed allocations come from the OS already zero, so this costs no pass.
-    let mut grad = with_grad.then(|| vec![F::ZERO; rows * classes]);
+    // The gradient buffer is left uninitialised: every row writes all of its entries (pass 2 of
+    // `row` runs before anything can return), which saves a zeroing pass over M x C floats.
+    let mut grad: Option<Vec<MaybeUninit<F>>> = with_grad.then(|| uninit_vec(rows * classes));
     let step = rows_per_task(classes);
 
+    // Small batches, or a single thread, stay on the calling thread: handing work to rayon's
+    // pool and waiting for it costs more than the work.
+    if rows * classes < SEQUENTIAL_BELOW || rayon::current_num_threads() == 1 {
+        rows_dispatch(logits, plan, 0, &shared, &mut out, grad.as_deref_mut());
+        return finish(out, grad);
+    }
     match grad.as_mut() {
         Some(grad) => out
             .par_chunks_mut(step)
@@ -88,7 +97,27 @@ pub(crate) fn run<F: Real>(logits: &[F], plan: &RowPlan, with_grad: bool) -> Ker
                 rows_dispatch(z, plan, first, &shared, out, None);
             }),
     }
-    KernelOutput { rows: out, grad }
+    finish(out, grad)
+}
+
+/// Logits below which the kernel runs on the calling thread.
+const SEQUENTIAL_BELOW: usize = 32_768;
+
+fn uninit_vec<F>(len: usize) -> Vec<MaybeUninit<F>> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: `MaybeUninit` needs no initialisation; the capacity is `len`.
+    unsafe { v.set_len(len) };
+    v
+}
+
+fn finish<F>(rows: Vec<F>, grad: Option<Vec<MaybeUninit<F>>>) -> KernelOutput<F> {
+    let grad = grad.map(|g| {
+        let mut g = std::mem::ManuallyDrop::new(g);
+        // SAFETY: every row wrote all of its entries (see `run`); `MaybeUninit<F>` has the
+        // layout of `F`, and the pointer, length and capacity come from the same vector.
+        unsafe { Vec::from_raw_parts(g.as_mut_ptr().cast::<F>(), g.len(), g.capacity()) }
+    });
+    KernelOutput { rows, grad }
 }
 
 /// Picks the widest instruction set this CPU has for the chunk.
@@ -98,7 +127,7 @@ fn rows_dispatch<F: Real>(
     first: usize,
     shared: &Shared<F>,
     out: &mut [F],
-    grad: Option<&mut [F]>,
+    grad: Option<&mut [MaybeUninit<F>]>,
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -116,7 +145,7 @@ fn rows_avx2<F: Real>(
     first: usize,
     shared: &Shared<F>,
     out: &mut [F],
-    grad: Option<&mut [F]>,
+    grad: Option<&mut [MaybeUninit<F>]>,
 ) {
     rows_portable(z, plan, first, shared, out, grad)
 }
@@ -129,11 +158,11 @@ fn rows_portable<F: Real>(
     first: usize,
     shared: &Shared<F>,
     out: &mut [F],
-    mut grad: Option<&mut [F]>,
+    mut grad: Option<&mut [MaybeUninit<F>]>,
 ) {
     let c = shared.classes;
     let mut scratch = if grad.is_none() {
-        vec![F::ZERO; c]
+        uninit_vec(c)
     } else {
         Vec::new()
     };
@@ -141,7 +170,7 @@ fn rows_portable<F: Real>(
     for (i, o) in out.iter_mut().enumerate() {
         let n = first + i;
         let zrow = &z[i * c..(i + 1) * c];
-        let buf: &mut [F] = match grad.as_mut() {
+        let buf: &mut [MaybeUninit<F>] = match grad.as_mut() {
             Some(g) => &mut g[i * c..(i + 1) * c],
             None => &mut scratch,
         };
@@ -163,14 +192,15 @@ struct Coefficients<F> {
 }
 
 /// One row: returns its loss (None if a logit is not finite) and, with `write_grad`, leaves
-/// `d loss / d z` in `buf`; otherwise `buf` is scratch.
+/// `d loss / d z` in `buf`; otherwise `buf` is scratch. Every entry of `buf` is written before
+/// the function can return.
 #[inline(always)]
 fn row<F: Real>(
     z: &[F],
     y: usize,
     coef: Coefficients<F>,
     s: &Shared<F>,
-    buf: &mut [F],
+    buf: &mut [MaybeUninit<F>],
     write_grad: bool,
 ) -> Option<F> {
     let half = F::from_f64(0.5);
@@ -181,13 +211,16 @@ fn row<F: Real>(
     let m = max(lo).max(max(hi));
     let zy_shifted = zy - s.delta;
 
-    // Pass 2: e_j = exp(z_j - m) for j != y, e_y = 0.
-    {
+    // Pass 2: e_j = exp(z_j - m) for j != y, e_y = 0: initialises every entry of `buf`.
+    let buf: &mut [F] = {
         let (b_lo, b_rest) = buf.split_at_mut(y);
         exp_shifted(lo, m, b_lo);
-        b_rest[0] = F::ZERO;
+        b_rest[0].write(F::ZERO);
         exp_shifted(hi, m, &mut b_rest[1..]);
-    }
+        // SAFETY: the three writes above cover the whole slice; `MaybeUninit<F>` has the
+        // layout of `F`.
+        unsafe { &mut *(buf as *mut [MaybeUninit<F>] as *mut [F]) }
+    };
     // Pass 3: S, and sum_{j != y} (z_j - m), whose NaN or inf reveals a non-finite logit
     // (the maximum skips NaN).
     let total = sum(buf);

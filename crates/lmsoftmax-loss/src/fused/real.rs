@@ -1,6 +1,7 @@
 //! The float types the fused kernel computes in, with the slice primitives it is built from.
 //! The loops keep several independent accumulators so that the compiler vectorises them.
 
+use std::mem::MaybeUninit;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 /// Lanes of the partial accumulators (two AVX2 registers of f32).
@@ -140,11 +141,12 @@ pub(crate) fn max<F: Real>(s: &[F]) -> F {
     m
 }
 
-/// `dst[i] = e^(src[i] - shift)`.
+/// `dst[i] = e^(src[i] - shift)`, initialising `dst` (of the same length as `src`).
 #[inline(always)]
-pub(crate) fn exp_shifted<F: Real>(src: &[F], shift: F, dst: &mut [F]) {
+pub(crate) fn exp_shifted<F: Real>(src: &[F], shift: F, dst: &mut [MaybeUninit<F>]) {
+    debug_assert_eq!(src.len(), dst.len());
     for (d, &s) in dst.iter_mut().zip(src) {
-        *d = (s - shift).exp_fast();
+        d.write((s - shift).exp_fast());
     }
 }
 

@@ -191,3 +191,70 @@ fn forward_without_autodiff_gives_the_same_value() {
         assert_close("no-autodiff value", &value, &with_grad.loss, 1e-14, 0.0);
     }
 }
+
+/// A batch large enough for the fused kernel to split rows over rayon's threads (the small
+/// batches above run on the calling thread).
+#[test]
+fn implementations_agree_on_a_batch_split_over_threads() {
+    let (n, c) = (300, 250);
+    let z = pseudo_random(n * c, 123, 6.0);
+    let y: Vec<i64> = (0..n as i64)
+        .map(|i| {
+            if i % 13 == 0 {
+                -100
+            } else {
+                (i * 37) % c as i64
+            }
+        })
+        .collect();
+    let up = pseudo_random(n, 8, 1.0);
+    for reduction in [LossReduction::Mean, LossReduction::None] {
+        let cfg = LargeMarginInSoftmaxLossConfig::new()
+            .with_ignore_index(Some(-100))
+            .with_label_smoothing(0.1)
+            .with_deg_logit(Some(0.5))
+            .with_reduction(reduction);
+        let u = (reduction == LossReduction::None).then_some(&up[..]);
+        let a = run(
+            &cfg.clone()
+                .with_implementation(LossImplementation::Composed),
+            &[n, c],
+            &z,
+            &y,
+            u,
+            DType::F64,
+        )
+        .unwrap();
+        let b = run(
+            &cfg.with_implementation(LossImplementation::Fused),
+            &[n, c],
+            &z,
+            &y,
+            u,
+            DType::F64,
+        )
+        .unwrap();
+        assert_close("loss", &b.loss, &a.loss, 1e-11, 1e-14);
+        assert_close("grad", &b.grad, &a.grad, 1e-9, 1e-14);
+    }
+    // a bad logit deep in the batch is reported with its row
+    let mut bad = z.clone();
+    bad[217 * c + 5] = f64::NAN;
+    let err = run(
+        &LargeMarginInSoftmaxLossConfig::new(),
+        &[n, c],
+        &bad,
+        &vec![1; n],
+        None,
+        DType::F32,
+    )
+    .err()
+    .expect("NaN logit is an error");
+    match err {
+        lmsoftmax_loss::LossError::NonFiniteLogits { row, value } => {
+            assert_eq!(row, 217);
+            assert!(value.is_nan());
+        }
+        other => panic!("{other}"),
+    }
+}
