@@ -1,0 +1,252 @@
+//! The official augmentation (shared/PROTOCOL.md §2-3), written into a normalised `f32` CHW
+//! buffer. Deterministic steps are exact; random ones draw from the RNG they are given.
+
+use image::RgbImage;
+use image::imageops::{FilterType, crop_imm, resize};
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+
+/// Per-channel normalisation `(x / 255 - mean) / std`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalize {
+    /// Per-channel mean on the [0, 1] scale.
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation on the [0, 1] scale.
+    pub std: Vec<f32>,
+}
+
+impl Normalize {
+    /// The official CIFAR-10 constants (`utils/mytransforms.py`).
+    pub fn cifar10() -> Self {
+        Self {
+            mean: vec![0.4914, 0.4822, 0.4465],
+            std: vec![0.2023, 0.1994, 0.2010],
+        }
+    }
+    /// The official CIFAR-100 constants.
+    pub fn cifar100() -> Self {
+        Self {
+            mean: vec![0.5071, 0.4867, 0.4408],
+            std: vec![0.2675, 0.2565, 0.2761],
+        }
+    }
+    /// The ImageNet constants.
+    pub fn imagenet() -> Self {
+        Self {
+            mean: vec![0.485, 0.456, 0.406],
+            std: vec![0.229, 0.224, 0.225],
+        }
+    }
+    /// Normalisation from measured statistics (any channel count).
+    pub fn from_stats(mean: &[f64], std: &[f64]) -> Self {
+        Self {
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            std: std.iter().map(|&s| s.max(1e-6) as f32).collect(),
+        }
+    }
+    /// Normalised value of a byte in channel `c`.
+    #[inline]
+    pub fn byte(&self, c: usize, v: u8) -> f32 {
+        (v as f32 / 255.0 - self.mean[c]) / self.std[c]
+    }
+}
+
+/// The random choices of the CIFAR training transform, drawn from `rng`: crop offsets in
+/// `0..=2*pad` and a flip with probability 1/2.
+pub fn draw_cifar_choice(rng: &mut impl Rng, pad: usize) -> (usize, usize, bool) {
+    let dx = rng.random_range(0..=2 * pad);
+    let dy = rng.random_range(0..=2 * pad);
+    (dx, dy, rng.random_bool(0.5))
+}
+
+/// CIFAR training augmentation with given choices: pad `pad` pixels of colour `fill`, crop the
+/// original size at `(dx, dy)` of the padded image, flip horizontally if `flip`, normalise.
+/// `image` is planar `[c, h, w]`; `out` receives the same shape.
+///
+/// ```
+/// use lmsoftmax_data::transforms::{Normalize, cifar_crop};
+/// let img = [10u8, 20, 30, 40]; // 1 x 2 x 2
+/// let norm = Normalize { mean: vec![0.0], std: vec![1.0 / 255.0] }; // output = byte value
+/// let mut out = [0.0f32; 4];
+/// cifar_crop(&img, [1, 2, 2], &[7], 1, 0, 0, false, &norm, &mut out); // shift down-right
+/// let want = [7.0, 7.0, 7.0, 10.0];
+/// assert!(out.iter().zip(want).all(|(o, w)| (o - w).abs() < 1e-4), "{out:?}");
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn cifar_crop(
+    image: &[u8],
+    shape: [usize; 3],
+    fill: &[u8],
+    pad: usize,
+    dx: usize,
+    dy: usize,
+    flip: bool,
+    norm: &Normalize,
+    out: &mut [f32],
+) {
+    let [c, h, w] = shape;
+    for ch in 0..c {
+        let filled = norm.byte(ch, fill[ch]);
+        let plane = &image[ch * h * w..(ch + 1) * h * w];
+        let out_plane = &mut out[ch * h * w..(ch + 1) * h * w];
+        for y in 0..h {
+            let sy = (y + dy) as isize - pad as isize;
+            for x in 0..w {
+                let cx = if flip { w - 1 - x } else { x };
+                let sx = (cx + dx) as isize - pad as isize;
+                out_plane[y * w + x] =
+                    if sy >= 0 && sx >= 0 && (sy as usize) < h && (sx as usize) < w {
+                        norm.byte(ch, plane[sy as usize * w + sx as usize])
+                    } else {
+                        filled
+                    };
+            }
+        }
+    }
+}
+
+/// Normalises a planar image without augmentation (the test transform).
+pub fn normalize_planar(image: &[u8], shape: [usize; 3], norm: &Normalize, out: &mut [f32]) {
+    let plane = shape[1] * shape[2];
+    for (i, (&v, o)) in image.iter().zip(out.iter_mut()).enumerate() {
+        *o = norm.byte(i / plane, v);
+    }
+}
+
+/// torchvision's `RandomResizedCrop` box `(left, top, width, height)`: scale in `[0.08, 1]` of the
+/// area, log-uniform aspect ratio in `[3/4, 4/3]`, 10 tries, then the centre-crop fallback.
+pub fn random_resized_crop_box(
+    rng: &mut impl Rng,
+    width: u32,
+    height: u32,
+) -> (u32, u32, u32, u32) {
+    let area = (width * height) as f64;
+    let (lo, hi) = ((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln());
+    for _ in 0..10 {
+        let target = area * rng.random_range(0.08..=1.0);
+        let ratio = rng.random_range(lo..=hi).exp();
+        let w = (target * ratio).sqrt().round() as u32;
+        let h = (target / ratio).sqrt().round() as u32;
+        if 0 < w && w <= width && 0 < h && h <= height {
+            let top = rng.random_range(0..=height - h);
+            let left = rng.random_range(0..=width - w);
+            return (left, top, w, h);
+        }
+    }
+    let in_ratio = width as f64 / height as f64;
+    let (w, h) = if in_ratio < 3.0 / 4.0 {
+        (width, ((width as f64) / (3.0 / 4.0)).round() as u32)
+    } else if in_ratio > 4.0 / 3.0 {
+        (((height as f64) * (4.0 / 3.0)).round() as u32, height)
+    } else {
+        (width, height)
+    };
+    ((width - w) / 2, (height - h) / 2, w, h)
+}
+
+/// PIL-style blend `degenerate * (1 - f) + image * f`, rounded and clipped to bytes.
+fn blend(px: &mut [u8], degenerate: impl Fn(usize) -> f32, f: f32) {
+    for (i, p) in px.iter_mut().enumerate() {
+        let d = degenerate(i);
+        *p = (d + f * (*p as f32 - d)).round().clamp(0.0, 255.0) as u8;
+    }
+}
+
+/// ITU-R 601-2 luma as PIL's `convert("L")` computes it.
+fn luma(r: u8, g: u8, b: u8) -> u8 {
+    ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
+}
+
+/// ColorJitter(brightness, contrast, saturation) with factors uniform in `[1-s, 1+s]`, applied
+/// in a random order, with PIL's semantics (brightness blends with black, contrast with the mean
+/// grey level, saturation with the grey image).
+pub fn color_jitter(img: &mut RgbImage, strength: f32, rng: &mut impl Rng) {
+    let mut order = [0u8, 1, 2];
+    for i in (1..3).rev() {
+        let j = rng.random_range(0..=i);
+        order.swap(i, j);
+    }
+    for op in order {
+        let f = rng.random_range(1.0 - strength..=1.0 + strength);
+        match op {
+            0 => blend(img.as_mut(), |_| 0.0, f),
+            1 => {
+                let n = (img.width() * img.height()) as f64;
+                let sum: f64 = img.pixels().map(|p| luma(p[0], p[1], p[2]) as f64).sum();
+                let mean = (sum / n + 0.5).floor() as f32;
+                blend(img.as_mut(), |_| mean, f);
+            }
+            _ => {
+                let grey: Vec<u8> = img.pixels().map(|p| luma(p[0], p[1], p[2])).collect();
+                blend(img.as_mut(), |i| grey[i / 3] as f32, f);
+            }
+        }
+    }
+}
+
+/// AlexNet-style PCA lighting: eigenvalues and eigenvectors (columns) of ImageNet's RGB covariance.
+pub const LIGHTING_EIGVAL: [f32; 3] = [0.2175, 0.0188, 0.0045];
+/// Rows are R, G, B; column k is eigenvector k.
+pub const LIGHTING_EIGVEC: [[f32; 3]; 3] = [
+    [-0.5675, 0.7192, 0.4009],
+    [-0.5808, -0.0045, -0.8140],
+    [-0.5836, -0.6948, 0.4203],
+];
+
+/// The per-channel offset (on the [0, 1] scale) of PCA lighting with `alpha ~ N(0, std^2)`.
+pub fn lighting_offset(rng: &mut impl Rng, std: f32) -> [f32; 3] {
+    let normal = Normal::new(0.0f32, std).expect("finite std");
+    let alpha: [f32; 3] = [normal.sample(rng), normal.sample(rng), normal.sample(rng)];
+    let mut off = [0.0f32; 3];
+    for (c, o) in off.iter_mut().enumerate() {
+        *o = (0..3)
+            .map(|k| LIGHTING_EIGVEC[c][k] * alpha[k] * LIGHTING_EIGVAL[k])
+            .sum();
+    }
+    off
+}
+
+/// Writes an RGB image as normalised planar floats, adding `offset` (lighting) before normalising.
+pub fn rgb_to_planar(img: &RgbImage, offset: [f32; 3], norm: &Normalize, out: &mut [f32]) {
+    let plane = (img.width() * img.height()) as usize;
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = (p[c] as f32 / 255.0 + offset[c] - norm.mean[c]) / norm.std[c];
+        }
+    }
+}
+
+/// ImageNet training augmentation: RandomResizedCrop(size), flip, ColorJitter 0.4, lighting 0.1,
+/// normalise.
+pub fn imagenet_train(
+    img: &RgbImage,
+    size: u32,
+    norm: &Normalize,
+    rng: &mut impl Rng,
+    out: &mut [f32],
+) {
+    let (left, top, w, h) = random_resized_crop_box(rng, img.width(), img.height());
+    let cropped = crop_imm(img, left, top, w, h).to_image();
+    let mut resized = resize(&cropped, size, size, FilterType::Triangle);
+    if rng.random_bool(0.5) {
+        image::imageops::flip_horizontal_in_place(&mut resized);
+    }
+    color_jitter(&mut resized, 0.4, rng);
+    let offset = lighting_offset(rng, 0.1);
+    rgb_to_planar(&resized, offset, norm, out);
+}
+
+/// ImageNet test transform: resize the shorter side to `resize` (bilinear), centre crop `crop`.
+pub fn imagenet_test(img: &RgbImage, resize_to: u32, crop: u32, norm: &Normalize, out: &mut [f32]) {
+    let (w, h) = (img.width(), img.height());
+    let (nw, nh) = if w <= h {
+        (resize_to, ((h as f64) * resize_to as f64 / w as f64) as u32)
+    } else {
+        (((w as f64) * resize_to as f64 / h as f64) as u32, resize_to)
+    };
+    let resized = resize(img, nw, nh, FilterType::Triangle);
+    let left = ((nw as f64 - crop as f64) / 2.0).round() as u32;
+    let top = ((nh as f64 - crop as f64) / 2.0).round() as u32;
+    let cropped = crop_imm(&resized, left, top, crop, crop).to_image();
+    rgb_to_planar(&cropped, [0.0; 3], norm, out);
+}

@@ -1,0 +1,12 @@
+//! Integration tests of the data crate: one binary, one module per area.
+//!
+//! - `cifar`: the real CIFAR-10 subset in ../shared/data (both layouts) and generated CIFAR-100 files.
+//! - `formats`: IDX files and image folders made here, every error path.
+//! - `pipeline`: transforms and the loader's determinism.
+//! - `fuzz`: arbitrary bytes into every parser, and the regression corpus.
+
+mod cifar;
+mod common;
+mod formats;
+mod fuzz;
+mod pipeline;

@@ -1,0 +1,207 @@
+//! Transforms against hand-computed expectations, and the loader's determinism.
+
+use std::sync::Arc;
+
+use lmsoftmax_data::loader::{epoch_order, sample_rng};
+use lmsoftmax_data::source::{Augment, Images, Source};
+use lmsoftmax_data::transforms::{
+    LIGHTING_EIGVAL, LIGHTING_EIGVEC, Normalize, color_jitter, lighting_offset,
+    random_resized_crop_box,
+};
+use lmsoftmax_data::{
+    Cifar, CifarLabels, DatasetName, LoaderConfig, OpenOptions, SyntheticSpec, epoch_batches,
+    load_cifar, open_dataset,
+};
+
+use crate::common::shared_data;
+
+#[test]
+fn cifar_train_transform_on_a_real_image() {
+    let set = load_cifar(
+        Cifar::Ten,
+        &shared_data().join("cifar-10-subset"),
+        CifarLabels::Fine,
+    )
+    .unwrap()
+    .train;
+    let img = set.image(0);
+    let norm = Normalize::cifar10();
+    let mut out = vec![0.0f32; 3072];
+    // offsets (dx, dy) = (0, 8): the image moves right by 4 and up by 4; flip mirrors it
+    lmsoftmax_data::transforms::cifar_crop(
+        img,
+        [3, 32, 32],
+        &[125, 122, 113],
+        4,
+        0,
+        8,
+        true,
+        &norm,
+        &mut out,
+    );
+    for (c, fill) in [125u8, 122, 113].into_iter().enumerate() {
+        // bottom rows are fill
+        let v = out[c * 1024 + 31 * 32 + 10];
+        assert!((v - (fill as f32 / 255.0 - norm.mean[c]) / norm.std[c]).abs() < 1e-6);
+        // output (y, x) = source (y + 4, 31 - x - 4) after the flip
+        let (y, x) = (5, 7);
+        let src = img[c * 1024 + (y + 4) * 32 + (31 - x - 4)];
+        assert!(
+            (out[c * 1024 + y * 32 + x] - (src as f32 / 255.0 - norm.mean[c]) / norm.std[c]).abs()
+                < 1e-6
+        );
+    }
+    // the normalised fill is about -0.006/-0.019/-0.017 (PROTOCOL.md §2)
+    let fill0 = (125.0 / 255.0 - 0.4914) / 0.2023;
+    assert!((fill0 - -0.0059f32).abs() < 1e-3);
+}
+
+#[test]
+fn random_resized_crop_boxes_stay_inside_with_the_right_statistics() {
+    let mut rng = sample_rng(1, 0, 0);
+    let (w, h) = (500u32, 375u32);
+    let mut fractions = Vec::new();
+    for _ in 0..4000 {
+        let (left, top, bw, bh) = random_resized_crop_box(&mut rng, w, h);
+        assert!(left + bw <= w && top + bh <= h && bw > 0 && bh > 0);
+        let ratio = bw as f64 / bh as f64;
+        assert!((0.74..=1.35).contains(&ratio), "ratio {ratio}");
+        fractions.push((bw * bh) as f64 / (w * h) as f64);
+    }
+    let mean = fractions.iter().sum::<f64>() / fractions.len() as f64;
+    // torchvision's algorithm on a 500x375 image (large boxes of extreme ratio do not fit and are
+    // redrawn) has a mean area fraction of 0.4328 (Monte-Carlo of 200,000 draws in Python)
+    assert!((0.42..0.445).contains(&mean), "mean area fraction {mean}");
+    assert!(fractions.iter().all(|&f| f >= 0.075));
+    // a very thin image falls back to a centre crop with the extreme ratio
+    let (l, t, bw, bh) = random_resized_crop_box(&mut rng, 1000, 10);
+    assert_eq!((bw, bh), (13, 10));
+    assert_eq!((l, t), ((1000 - 13) / 2, 0));
+}
+
+#[test]
+fn color_jitter_and_lighting_follow_their_definitions() {
+    let mut img = image::RgbImage::from_fn(4, 4, |x, y| {
+        image::Rgb([(x * 50) as u8, (y * 60) as u8, 90])
+    });
+    let before = img.clone();
+    color_jitter(&mut img, 0.0, &mut sample_rng(0, 0, 0)); // factors exactly 1: identity
+    assert_eq!(img, before);
+    let mut rng = sample_rng(3, 1, 4);
+    let off = lighting_offset(&mut rng, 0.1);
+    // the offset lies in the span of the eigenvectors scaled by the eigenvalues: recover alpha
+    // from two channels and check the third
+    let mut rng = sample_rng(3, 1, 4);
+    let normal = rand_distr::Normal::new(0.0f32, 0.1).unwrap();
+    use rand_distr::Distribution;
+    let alpha: Vec<f32> = (0..3).map(|_| normal.sample(&mut rng)).collect();
+    for c in 0..3 {
+        let want: f32 = (0..3)
+            .map(|k| LIGHTING_EIGVEC[c][k] * alpha[k] * LIGHTING_EIGVAL[k])
+            .sum();
+        assert!((off[c] - want).abs() < 1e-7);
+    }
+}
+
+fn synthetic_source(n: usize) -> Arc<Source> {
+    let data = open_dataset(
+        DatasetName::Synthetic,
+        None,
+        &OpenOptions {
+            synthetic: SyntheticSpec {
+                train: n,
+                test: 8,
+                seed: 5,
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    data.train
+}
+
+#[test]
+fn batches_are_identical_with_0_1_and_2_workers_and_change_with_epoch() {
+    let source = synthetic_source(70);
+    let run = |workers: usize, epoch: u64| {
+        let cfg = LoaderConfig {
+            batch_size: 16,
+            shuffle: true,
+            seed: 11,
+            workers,
+            prefetch: 2,
+        };
+        epoch_batches(source.clone(), cfg, epoch)
+            .map(|b| b.unwrap())
+            .collect::<Vec<_>>()
+    };
+    let inline = run(0, 3);
+    assert_eq!(inline.len(), 5);
+    assert_eq!(inline.last().unwrap().labels.len(), 6); // partial last batch kept
+    assert_eq!(run(1, 3), inline);
+    assert_eq!(run(2, 3), inline);
+    assert_ne!(run(2, 4), inline);
+    // every sample once per epoch
+    let mut seen: Vec<i64> = inline.iter().flat_map(|b| b.labels.clone()).collect();
+    seen.sort();
+    assert_eq!(seen.len(), 70);
+    let order = epoch_order(70, 11, 3, true);
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..70).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_real_cifar_epoch_batches_to_tensors() {
+    let data = open_dataset(
+        DatasetName::Cifar10,
+        Some(&shared_data().join("cifar-10-subset")),
+        &OpenOptions::default(),
+    )
+    .unwrap();
+    let cfg = LoaderConfig {
+        batch_size: 128,
+        shuffle: false,
+        seed: 0,
+        workers: 2,
+        prefetch: 2,
+    };
+    let batches: Vec<_> = epoch_batches(data.test.clone(), cfg, 0)
+        .map(|b| b.unwrap())
+        .collect();
+    assert_eq!(batches.len(), 8);
+    assert_eq!(batches[7].labels.len(), 1017 - 7 * 128);
+    let (x, y) = batches[0].to_tensors(&burn::tensor::Device::flex());
+    assert_eq!(x.dims(), [128, 3, 32, 32]);
+    assert_eq!(y.dims(), [128]);
+    // test transform = normalise only: first value equals the normalised first raw pixel
+    let raw =
+        std::fs::read(shared_data().join("cifar-10-subset/cifar-10-batches-bin/test_batch.bin"))
+            .unwrap();
+    let want = (raw[1] as f32 / 255.0 - 0.4914) / 0.2023;
+    assert!((batches[0].images[0] - want).abs() < 1e-6);
+    assert!(matches!(
+        data.train.augment,
+        Augment::PadCropFlip { pad: 4, .. }
+    ));
+    assert!(matches!(&data.train.images, Images::Memory(s) if s.len() == 5085));
+}
+
+#[test]
+fn channel_stats_of_the_real_subset() {
+    let set = load_cifar(
+        Cifar::Ten,
+        &shared_data().join("cifar-10-subset"),
+        CifarLabels::Fine,
+    )
+    .unwrap()
+    .train;
+    let (mean, std) = set.channel_stats();
+    // close to the full training set's (0.4914, 0.4822, 0.4465) and true std (0.247, 0.243, 0.261)
+    for (m, want) in mean.iter().zip([0.4914, 0.4822, 0.4465]) {
+        assert!((m - want).abs() < 0.02, "{mean:?}");
+    }
+    for (s, want) in std.iter().zip([0.247, 0.243, 0.261]) {
+        assert!((s - want).abs() < 0.02, "{std:?}");
+    }
+}
