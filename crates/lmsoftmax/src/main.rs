@@ -2,9 +2,17 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand};
 use lmsoftmax::bench::loss::{LossPath, REFERENCE_SHAPES, TABLE_HEADER, measure_paths, table_row};
+use lmsoftmax::bench::train_step::StepLoss;
+use lmsoftmax::dataset_info::dataset_info;
+use lmsoftmax_data::{
+    Dataset, DatasetName, FolderOptions, OpenOptions, SyntheticSpec, open_dataset,
+};
 
 /// Large-margin softmax (Kobayashi, BMVC 2019): training, evaluation and benchmarks in Rust.
 #[derive(Debug, Parser)]
@@ -19,12 +27,136 @@ enum Command {
     /// Benchmarks (CPU backend; threads follow RAYON_NUM_THREADS).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Datasets: what a data folder holds.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// The networks: name, parameters at the usual class count, input size, forward GMACs.
+    Models(ModelsArgs),
+}
+
+#[derive(Debug, Args)]
+struct ModelsArgs {
+    /// Print one JSON array instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct BenchTrainStepArgs {
+    /// Network (see `lmsoftmax models`).
+    #[arg(long)]
+    arch: String,
+    /// Images per step.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Loss of the step.
+    #[arg(long, value_enum, default_value_t = StepLoss::LargeMargin)]
+    loss: StepLoss,
+    /// Channel-width multiplier of the network.
+    #[arg(long, default_value_t = 1.0)]
+    width: f32,
+    /// Classes (default: the network's usual count).
+    #[arg(long)]
+    classes: Option<usize>,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// End with one JSON object (`step_ms`, `eval_images_per_s`, ...).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum DatasetCommand {
+    /// Image counts, classes, image shape and per-channel mean/std of the training images.
+    Info(DatasetInfoArgs),
+}
+
+/// Where the data comes from (shared by every command that reads a dataset).
+#[derive(Debug, Args)]
+struct DataArgs {
+    /// cifar10, cifar100, mnist (also kmnist, mnist-format), fashion-mnist, imagefolder, imagenet,
+    /// synthetic.
+    #[arg(long)]
+    dataset: String,
+    /// The folder holding the dataset (not needed for synthetic).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// ImageFolder/ImageNet: skip (and count) images that cannot be read instead of failing.
+    #[arg(long)]
+    skip_bad_images: bool,
+    /// ImageFolder/ImageNet: a file of image names to leave out, one per line.
+    #[arg(long)]
+    blacklist: Option<PathBuf>,
+    /// Synthetic dataset: training images.
+    #[arg(long, default_value_t = 4000)]
+    synthetic_train: usize,
+    /// Synthetic dataset: test images.
+    #[arg(long, default_value_t = 1000)]
+    synthetic_test: usize,
+}
+
+impl DataArgs {
+    fn open(&self) -> Result<Dataset> {
+        let name: DatasetName = self.dataset.parse()?;
+        let mut folder = FolderOptions {
+            skip_bad_images: self.skip_bad_images,
+            ..Default::default()
+        };
+        if let Some(list) = &self.blacklist {
+            folder = folder.with_blacklist_file(list)?;
+        }
+        let options = OpenOptions {
+            folder,
+            synthetic: SyntheticSpec {
+                train: self.synthetic_train,
+                test: self.synthetic_test,
+                seed: 0,
+            },
+            no_augment: false,
+        };
+        Ok(open_dataset(name, self.data.as_deref(), &options)?)
+    }
+}
+
+#[derive(Debug, Args)]
+struct DatasetInfoArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// End with one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct BenchDataArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Images per batch.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Worker threads making batches (0: on the main thread).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Epochs to run.
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    /// End with one JSON object (`images_per_s`, ...).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Median forward+backward time of the loss: fused kernel, composed ops, plain cross-entropy.
     Loss(BenchLossArgs),
+    /// Images per second of the training input pipeline (read, augment, batch into tensors).
+    Data(BenchDataArgs),
+    /// One training step (forward, loss, backward, SGD) and eval throughput of a network.
+    TrainStep(BenchTrainStepArgs),
 }
 
 #[derive(Debug, Args)]
@@ -90,13 +222,143 @@ fn bench_loss(args: &BenchLossArgs) -> Result<()> {
     Ok(())
 }
 
+fn dataset_info_cmd(args: &DatasetInfoArgs) -> Result<()> {
+    let data = args.data.open()?;
+    let info = dataset_info(&args.data.dataset, &data)?;
+    println!("dataset      {}", info.dataset);
+    println!("train        {} images", info.train);
+    println!("test         {} images", info.test);
+    println!(
+        "classes      {}: {}",
+        info.classes,
+        info.class_names.join(", ")
+    );
+    println!("shape        {:?} (channels, height, width)", info.shape);
+    println!(
+        "mean         {:?}",
+        info.mean
+            .iter()
+            .map(|v| format!("{v:.4}"))
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "std          {:?}",
+        info.std
+            .iter()
+            .map(|v| format!("{v:.4}"))
+            .collect::<Vec<_>>()
+    );
+    if info.skipped > 0 {
+        println!("skipped      {} unreadable images", info.skipped);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&info)?);
+    }
+    Ok(())
+}
+
+fn bench_data(args: &BenchDataArgs) -> Result<()> {
+    if args.batch_size == 0 || args.epochs == 0 {
+        bail!("--batch-size and --epochs must be >= 1");
+    }
+    let data = args.data.open()?;
+    let t = lmsoftmax::bench::data::measure(
+        &data,
+        args.batch_size,
+        args.workers,
+        args.epochs,
+        &Device::flex(),
+    )
+    .context("reading the training data")?;
+    println!(
+        "{} training images x {} epochs, batch {}, {} workers: {:.0} images/s ({:.2} s)",
+        data.train.len(),
+        t.epochs,
+        t.batch_size,
+        t.workers,
+        t.images_per_s,
+        t.seconds
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&t)?);
+    }
+    Ok(())
+}
+
+fn models_cmd(args: &ModelsArgs) -> Result<()> {
+    let rows = lmsoftmax_models::list();
+    if args.json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "name": m.name, "num_classes": m.num_classes, "parameters": m.parameters,
+                    "input": m.input, "gmacs": m.gmacs,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
+    println!("| name | classes | parameters | input | GMACs |\n|---|---:|---:|---|---:|");
+    for m in rows {
+        println!(
+            "| {} | {} | {} | {}x{}x{} | {:.3} |",
+            m.name, m.num_classes, m.parameters, m.input[0], m.input[1], m.input[2], m.gmacs
+        );
+    }
+    Ok(())
+}
+
+fn bench_train_step(a: &BenchTrainStepArgs) -> Result<()> {
+    if a.batch_size == 0 || a.reps == 0 {
+        bail!("--batch-size and --reps must be >= 1");
+    }
+    let t = lmsoftmax::bench::train_step::measure(
+        &a.arch,
+        a.batch_size,
+        a.loss,
+        a.width,
+        a.classes,
+        a.warmup,
+        a.reps,
+    )?;
+    println!(
+        "{} (width {}), batch {}, input {:?}, {} classes, {:?} loss, {} threads: train step {:.1} ms, eval {:.1} images/s",
+        t.arch,
+        a.width,
+        t.batch_size,
+        t.input,
+        t.classes,
+        t.loss,
+        t.threads,
+        t.step_ms,
+        t.eval_images_per_s
+    );
+    if a.json {
+        println!("{}", serde_json::to_string(&t)?);
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Bench(BenchCommand::Loss(args)) => bench_loss(&args),
+        Command::Bench(BenchCommand::Data(args)) => bench_data(&args),
+        Command::Dataset(DatasetCommand::Info(args)) => dataset_info_cmd(&args),
+        Command::Models(args) => models_cmd(&args),
+        Command::Bench(BenchCommand::TrainStep(args)) => bench_train_step(&args),
     }
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`lmsoftmax models --json | head`), as Unix tools do,
+    // instead of panicking on the next print.
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of a signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -41,3 +41,154 @@ fn bench_loss_rejects_one_class() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--c >= 2"), "{stderr}");
 }
+
+#[test]
+fn models_json_lists_every_network_with_counts() {
+    let out = lmsoftmax()
+        .args(["models", "--json"])
+        .output()
+        .expect("run lmsoftmax");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON array");
+    let rows = v.as_array().unwrap();
+    let find = |name: &str, classes: u64| {
+        rows.iter()
+            .find(|r| r["name"] == name && r["num_classes"] == classes)
+            .unwrap_or_else(|| panic!("{name} at {classes} classes missing"))
+    };
+    assert_eq!(find("layer13", 10)["parameters"], 4_432_522);
+    assert_eq!(find("layer13", 100)["parameters"], 4_444_132);
+    assert_eq!(find("vgg16bow_bn", 1000)["parameters"], 37_719_080);
+    assert_eq!(find("resnet50", 1000)["parameters"], 25_557_032);
+    let g = find("layer13", 10)["gmacs"].as_f64().unwrap();
+    assert!((g - 0.78).abs() < 0.01, "{g}");
+    for r in rows {
+        for key in ["name", "num_classes", "parameters", "input", "gmacs"] {
+            assert!(!r[key].is_null(), "{key} in {r}");
+        }
+    }
+}
+
+fn shared_data() -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    assert!(
+        dir.join("cifar-10-subset").is_dir(),
+        "*** the real test data is missing: {} ***",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn dataset_info_on_the_real_cifar10_subset() {
+    let data = shared_data().join("cifar-10-subset");
+    let out = lmsoftmax()
+        .args([
+            "dataset",
+            "info",
+            "--dataset",
+            "cifar10",
+            "--data",
+            data.to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .expect("run lmsoftmax");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["train"], 5085);
+    assert_eq!(v["test"], 1017);
+    assert_eq!(v["classes"], 10);
+    assert_eq!(v["class_names"][3], "cat");
+    assert_eq!(v["shape"], serde_json::json!([3, 32, 32]));
+    assert_eq!(v["mean"].as_array().unwrap().len(), 3);
+    assert!((v["std"][0].as_f64().unwrap() - 0.248).abs() < 0.01);
+}
+
+#[test]
+fn dataset_errors_exit_2_with_the_reason() {
+    let out = lmsoftmax()
+        .args([
+            "dataset",
+            "info",
+            "--dataset",
+            "cifar10",
+            "--data",
+            "/nonexistent/x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x: not found"));
+    let out = lmsoftmax()
+        .args(["dataset", "info", "--dataset", "cifar11"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown dataset 'cifar11'"));
+}
+
+#[test]
+fn bench_data_and_train_step_report_json() {
+    let out = lmsoftmax()
+        .args([
+            "bench",
+            "data",
+            "--dataset",
+            "synthetic",
+            "--synthetic-train",
+            "300",
+            "--batch-size",
+            "64",
+            "--workers",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["images"], 600);
+    assert!(v["images_per_s"].as_f64().unwrap() > 0.0);
+
+    let out = lmsoftmax()
+        .args([
+            "bench",
+            "train-step",
+            "--arch",
+            "small_cnn",
+            "--batch-size",
+            "8",
+            "--warmup",
+            "1",
+            "--reps",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(v["step_ms"].as_f64().unwrap() > 0.0);
+    let out = lmsoftmax()
+        .args(["bench", "train-step", "--arch", "resnet51"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown architecture 'resnet51'"));
+}

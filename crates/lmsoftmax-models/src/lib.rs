@@ -1,0 +1,63 @@
+//! # lmsoftmax-models
+//!
+//! The networks of T. Kobayashi's large-margin in softmax experiments as Burn 0.22 modules:
+//!
+//! * [`layer13`] — the 13-layer CIFAR network (4,432,522 parameters at 10
+//!   classes), with the PyTorch `state_dict` key layout documented for checkpoint interop;
+//! * [`small_cnn`] — a small fast CNN for demos and tests;
+//! * [`vgg`] — the repo's `vgg{11,13,16,19}{orig,bow}[_bn]` ("VGG-16 mod" is
+//!   `vgg16bow_bn`) and torchvision's `vgg{11,13,16,19}[_bn]`;
+//! * [`resnet`] — torchvision `resnet50` and `resnext50_32x4d`;
+//! * [`densenet`] — torchvision `densenet169`.
+//!
+//! [`build`] makes any of them by name; [`list`] reports trainable parameters and forward
+//! multiply-adds at their usual class count and input size.
+//!
+//! **Parameter counts** are trainable parameters only, as PyTorch's
+//! `sum(p.numel() for p in model.parameters())`: Burn's [`Module::num_params`] also counts
+//! BatchNorm running means/variances, so [`count_trainable_params`] walks the module tree and
+//! skips the tensors stored in `running_mean` / `running_var` fields.
+//!
+//! **MACs** are computed analytically by tracing shapes through the built layers:
+//! convolutions `out_h * out_w * out_c * in_c * k_h * k_w / groups`, linear layers
+//! `in * out`; BatchNorm, activations, pooling, residual additions and biases are not counted.
+//!
+//! # Example
+//! ```
+//! use burn::tensor::{Device, Tensor};
+//! use lmsoftmax_models::build;
+//!
+//! let device = Device::flex();
+//! let net = build("layer13", 3, 10, 0.125, &device)?;
+//! let logits = net.forward(Tensor::<4>::zeros([2, 3, 32, 32], &device));
+//! assert_eq!(logits.dims(), [2, 10]);
+//! assert_eq!(build("layer13", 3, 10, 1.0, &device)?.num_trainable_params(), 4_432_522);
+//! # Ok::<(), lmsoftmax_models::ModelError>(())
+//! ```
+#![warn(missing_docs)]
+
+#[cfg(doc)]
+use burn::module::Module;
+
+mod common;
+pub mod densenet;
+mod error;
+pub mod layer13;
+mod registry;
+pub mod resnet;
+pub mod small_cnn;
+mod torch;
+pub mod vgg;
+
+#[cfg(test)]
+mod tests;
+
+pub use common::{
+    ConvBnRelu, batch_norm_forward, count_trainable_params, global_avg_pool, kaiming_normal_fan_in,
+    kaiming_normal_fan_out, normal, scale_channels,
+};
+pub use error::ModelError;
+pub use registry::{
+    ARCHITECTURES, CIFAR_INPUT, IMAGENET_INPUT, ModelInfo, Network, build, list, model_info,
+};
+pub use torch::{LAYER13_TORCH_CONV_INDICES, layer13_torch_key_map, load_layer13_pytorch};

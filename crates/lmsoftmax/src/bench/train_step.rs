@@ -1,0 +1,113 @@
+//! `lmsoftmax bench train-step`: one training step of a network (forward, loss, backward, SGD
+//! update with the official momentum 0.9 and weight decay 1e-4) and forward-only evaluation
+//! throughput, on the CPU backend.
+
+use anyhow::Result;
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use lmsoftmax_loss::{LargeMarginInSoftmaxLossConfig, SoftmaxCrossEntropyLossConfig};
+use serde::Serialize;
+
+use super::timing::median_ms;
+
+/// Which loss the step uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepLoss {
+    /// Plain softmax cross-entropy.
+    Softmax,
+    /// The large-margin loss, lambda 0.3.
+    LargeMargin,
+}
+
+/// Timings of one network.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepTimes {
+    /// Architecture.
+    pub arch: String,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Input `[c, h, w]`.
+    pub input: [usize; 3],
+    /// Classes.
+    pub classes: usize,
+    /// Loss of the step.
+    pub loss: StepLoss,
+    /// Threads of the CPU backend.
+    pub threads: usize,
+    /// Median training step, ms.
+    pub step_ms: f64,
+    /// Forward-only evaluation throughput (eval-mode BatchNorm, no autodiff).
+    pub eval_images_per_s: f64,
+}
+
+/// Measures `arch` at `batch_size` with the given width multiplier and class count.
+///
+/// # Errors
+/// An unknown architecture or an input it cannot take.
+pub fn measure(
+    arch: &str,
+    batch_size: usize,
+    loss: StepLoss,
+    width: f32,
+    classes: Option<usize>,
+    warmup: usize,
+    reps: usize,
+) -> Result<StepTimes> {
+    let usual = lmsoftmax_models::list()
+        .into_iter()
+        .find(|m| m.name == arch)
+        .ok_or_else(|| anyhow::anyhow!("unknown architecture '{arch}': see `lmsoftmax models`"))?;
+    let classes = classes.unwrap_or(usual.num_classes);
+    let input = usual.input;
+    let device = Device::flex().autodiff();
+    let mut model = lmsoftmax_models::build(arch, input[0], classes, width, &device)?;
+    let loss_fn = match loss {
+        StepLoss::Softmax => SoftmaxCrossEntropyLossConfig::new().init(&device)?,
+        StepLoss::LargeMargin => LargeMarginInSoftmaxLossConfig::new().init(&device)?,
+    };
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(
+            MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
+        ))
+        .with_weight_decay(Some(WeightDecayConfig::new(1e-4)))
+        .init();
+    let n = batch_size * input.iter().product::<usize>();
+    let values: Vec<f32> = (0..n)
+        .map(|i| ((i * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let targets: Vec<i64> = (0..batch_size).map(|i| (i % classes) as i64).collect();
+    let shape = [batch_size, input[0], input[1], input[2]];
+    let x = Tensor::<4>::from_data(
+        TensorData::new(values.clone(), shape),
+        (&device, DType::F32),
+    );
+    let y = Tensor::<1, Int>::from_data(TensorData::new(targets, [batch_size]), &device);
+
+    let (step_ms, _) = median_ms(warmup, reps, || {
+        let logits = model.forward(x.clone());
+        let value = loss_fn.forward(logits, y.clone());
+        let grads = GradientsParams::from_grads(value.backward(), &model);
+        model = optim.step(0.1, model.clone(), grads);
+    });
+
+    let eval = model.valid();
+    let plain = Device::flex();
+    let x_eval = Tensor::<4>::from_data(TensorData::new(values, shape), (&plain, DType::F32));
+    let (eval_ms, _) = median_ms(warmup.min(1), reps, || {
+        eval.forward(x_eval.clone()).into_data()
+    });
+    Ok(StepTimes {
+        arch: arch.to_string(),
+        batch_size,
+        input,
+        classes,
+        loss,
+        threads: rayon::current_num_threads(),
+        step_ms,
+        eval_images_per_s: batch_size as f64 / (eval_ms / 1e3),
+    })
+}
