@@ -23,6 +23,7 @@
 
 pub mod cifar;
 pub mod dataset;
+pub mod download;
 mod error;
 pub mod imagefolder;
 pub mod imageset;

@@ -7,7 +7,8 @@
 //! * [`small_cnn`] — a small fast CNN for demos and tests;
 //! * [`vgg`] — the repo's `vgg{11,13,16,19}{orig,bow}[_bn]` ("VGG-16 mod" is
 //!   `vgg16bow_bn`) and torchvision's `vgg{11,13,16,19}[_bn]`;
-//! * [`resnet`] — torchvision `resnet50` and `resnext50_32x4d`;
+//! * [`resnet`] — torchvision `resnet50` and `resnext50_32x4d` (torchvision `state_dict`s load
+//!   with [`load_resnet_pytorch`]);
 //! * [`densenet`] — torchvision `densenet169`.
 //!
 //! [`build`] makes any of them by name; [`list`] reports trainable parameters and forward
@@ -60,4 +61,7 @@ pub use error::ModelError;
 pub use registry::{
     ARCHITECTURES, CIFAR_INPUT, IMAGENET_INPUT, ModelInfo, Network, build, list, model_info,
 };
-pub use torch::{LAYER13_TORCH_CONV_INDICES, layer13_torch_key_map, load_layer13_pytorch};
+pub use torch::{
+    LAYER13_TORCH_CONV_INDICES, layer13_torch_key_map, load_layer13_pytorch, load_resnet_pytorch,
+    resnet_torch_key, resnet_torch_key_map,
+};

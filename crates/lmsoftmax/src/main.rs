@@ -10,8 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use lmsoftmax::bench::loss::{LossPath, REFERENCE_SHAPES, TABLE_HEADER, measure_paths, table_row};
 use lmsoftmax::bench::train_step::StepLoss;
 use lmsoftmax::dataset_info::dataset_info;
+use lmsoftmax_data::download::{Archive, download_and_extract};
 use lmsoftmax_data::{
-    Dataset, DatasetName, FolderOptions, OpenOptions, SyntheticSpec, open_dataset,
+    Cifar, Dataset, DatasetName, FolderOptions, OpenOptions, SyntheticSpec, open_dataset,
 };
 
 /// Large-margin softmax (Kobayashi, BMVC 2019): training, evaluation and benchmarks in Rust.
@@ -91,6 +92,16 @@ struct DataArgs {
     /// ImageFolder/ImageNet: a file of image names to leave out, one per line.
     #[arg(long)]
     blacklist: Option<PathBuf>,
+    /// CIFAR: download the official archive into --data first (MD5-checked; skipped when the
+    /// dataset folder is already there).
+    #[arg(long)]
+    download: bool,
+    /// With --download: fetch from this mirror address instead (needs --download-md5).
+    #[arg(long, requires = "download_md5")]
+    download_url: Option<String>,
+    /// With --download-url: the archive's MD5 (hex).
+    #[arg(long)]
+    download_md5: Option<String>,
     /// Synthetic dataset: training images.
     #[arg(long, default_value_t = 4000)]
     synthetic_train: usize,
@@ -102,6 +113,23 @@ struct DataArgs {
 impl DataArgs {
     fn open(&self) -> Result<Dataset> {
         let name: DatasetName = self.dataset.parse()?;
+        if self.download {
+            let which = match name {
+                DatasetName::Cifar10 => Cifar::Ten,
+                DatasetName::Cifar100 => Cifar::Hundred,
+                other => bail!("--download fetches cifar10 and cifar100 only, not {other:?}"),
+            };
+            let Some(dir) = &self.data else {
+                bail!("--download needs --data DIR to download into")
+            };
+            let mut archive = Archive::cifar(which);
+            if let (Some(url), Some(md5)) = (&self.download_url, &self.download_md5) {
+                archive.url = url.clone();
+                archive.md5 = md5.to_ascii_lowercase();
+            }
+            let folder = download_and_extract(&archive, dir)?;
+            eprintln!("dataset ready in {}", folder.display());
+        }
         let mut folder = FolderOptions {
             skip_bad_images: self.skip_bad_images,
             ..Default::default()

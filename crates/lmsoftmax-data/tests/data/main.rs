@@ -7,6 +7,7 @@
 
 mod cifar;
 mod common;
+mod download;
 mod formats;
 mod fuzz;
 mod pipeline;

@@ -192,3 +192,36 @@ fn bench_data_and_train_step_report_json() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown architecture 'resnet51'"));
 }
+
+#[test]
+fn download_from_an_unreachable_mirror_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("lmsoftmax-dl-{}", std::process::id()));
+    // a port nothing listens on: bind one, then drop it
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = lmsoftmax()
+        .args([
+            "dataset",
+            "info",
+            "--dataset",
+            "cifar10",
+            "--download",
+            "--data",
+            dir.to_str().unwrap(),
+        ])
+        .args([
+            "--download-url",
+            &format!("http://127.0.0.1:{port}/cifar-10-python.tar.gz"),
+            "--download-md5",
+            "abc",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("downloading http://127.0.0.1"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
