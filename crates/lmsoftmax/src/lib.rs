@@ -7,3 +7,4 @@
 
 pub mod bench;
 pub mod dataset_info;
+pub mod train;

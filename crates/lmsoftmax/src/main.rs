@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use lmsoftmax::bench::loss::{LossPath, REFERENCE_SHAPES, TABLE_HEADER, measure_paths, table_row};
 use lmsoftmax::bench::train_step::StepLoss;
 use lmsoftmax::dataset_info::dataset_info;
+use lmsoftmax::train::demo::{DemoOptions, demo, table};
+use lmsoftmax::train::{LossKind, TrainConfig, TrainOptions, train};
 use lmsoftmax_data::download::{Archive, download_and_extract};
 use lmsoftmax_data::{
     Cifar, Dataset, DatasetName, FolderOptions, OpenOptions, SyntheticSpec, open_dataset,
@@ -33,6 +35,100 @@ enum Command {
     Dataset(DatasetCommand),
     /// The networks: name, parameters at the usual class count, input size, forward GMACs.
     Models(ModelsArgs),
+    /// Train a network (the flags of the official cifar_train.py, kebab-case).
+    Train(TrainArgs),
+    /// The shipped training configurations.
+    Configs,
+    /// Softmax vs the large-margin loss, a few seeds each, on synthetic data (or --data CIFAR-10).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Network (see `lmsoftmax models`).
+    #[arg(short = 'a', long, default_value = "layer13")]
+    arch: String,
+    /// A shipped configuration (see `lmsoftmax configs`).
+    #[arg(long, default_value = "layer13_largemargin", conflicts_with = "config")]
+    config_name: String,
+    /// A TOML configuration file instead of a shipped one.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Output folder for metrics, checkpoints and the resolved config.
+    #[arg(long, default_value = "./")]
+    out_dir: PathBuf,
+    /// Seed of initialisation, shuffling and augmentation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Data worker threads.
+    #[arg(short = 'j', long, default_value_t = 2)]
+    workers: usize,
+    /// Epochs (respaces the learning-rate schedule over them).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Batch size (overrides the config).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Loss (overrides the config).
+    #[arg(long, value_enum)]
+    loss: Option<LossKind>,
+    /// Lambda of the large-margin regulariser (overrides the config).
+    #[arg(long)]
+    reg_lambda: Option<f64>,
+    /// Channel-width multiplier of the network.
+    #[arg(long, default_value_t = 1.0)]
+    width: f32,
+    /// Continue the run in --out-dir (or in the folder given) from its last checkpoint.
+    #[arg(long, num_args = 0..=1, value_name = "DIR")]
+    resume: Option<Option<PathBuf>>,
+    /// Replace a different run already in --out-dir.
+    #[arg(long)]
+    overwrite: bool,
+    /// Device: cpu (the flex backend; GPU backends come with cargo features).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Logs only, no progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Stop after this many epochs of this invocation (the run can be resumed).
+    #[arg(long, hide = true)]
+    stop_after: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Real CIFAR-10 instead of the synthetic dataset.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Seeds per loss.
+    #[arg(long, default_value_t = 2)]
+    seeds: usize,
+    /// Epochs per run.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Network.
+    #[arg(long, default_value = "small_cnn")]
+    arch: String,
+    /// Width multiplier.
+    #[arg(long, default_value_t = 1.0)]
+    width: f32,
+    /// Synthetic training images.
+    #[arg(long, default_value_t = 4000)]
+    synthetic_train: usize,
+    /// Synthetic test images.
+    #[arg(long, default_value_t = 1000)]
+    synthetic_test: usize,
+    /// Where the runs are written.
+    #[arg(long, default_value = "lmsoftmax-demo")]
+    out_dir: PathBuf,
+    /// Data worker threads.
+    #[arg(short = 'j', long, default_value_t = 2)]
+    workers: usize,
+    /// Logs only, no progress bars.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -369,12 +465,132 @@ fn bench_train_step(a: &BenchTrainStepArgs) -> Result<()> {
     Ok(())
 }
 
+fn train_cmd(a: &TrainArgs) -> Result<()> {
+    if a.device != "cpu" {
+        bail!(
+            "--device {}: this build has the CPU backend only (flex); GPU backends are cargo features",
+            a.device
+        );
+    }
+    let mut config = match &a.config {
+        Some(path) => TrainConfig::from_toml(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?,
+        None => TrainConfig::builtin(&a.config_name)?,
+    };
+    if let Some(e) = a.epochs {
+        if e == 0 {
+            bail!("--epochs must be >= 1");
+        }
+        config = config.with_epochs(e);
+    }
+    if let Some(b) = a.batch_size {
+        if b == 0 {
+            bail!("--batch-size must be >= 1");
+        }
+        config.batch_size = b;
+    }
+    if let Some(l) = a.loss {
+        config.loss = l;
+    }
+    if let Some(l) = a.reg_lambda {
+        if l.is_nan() || l < 0.0 {
+            bail!("--reg-lambda must be >= 0");
+        }
+        config.reg_lambda = l;
+    }
+    let out_dir = match &a.resume {
+        Some(Some(dir)) => dir.clone(),
+        _ => a.out_dir.clone(),
+    };
+    if a.resume.is_some() && !out_dir.join("checkpoint-last.ckpt").exists() {
+        bail!("--resume: no checkpoint-last.ckpt in {}", out_dir.display());
+    }
+    let data = a.data.open()?;
+    let opts = TrainOptions {
+        arch: a.arch.clone(),
+        width: a.width,
+        config,
+        out_dir,
+        seed: a.seed,
+        workers: a.workers,
+        quiet: a.quiet,
+        resume: a.resume.is_some(),
+        overwrite: a.overwrite,
+        stop_after: a.stop_after,
+    };
+    train(&opts, &data)?;
+    Ok(())
+}
+
+fn demo_cmd(a: &DemoArgs) -> Result<()> {
+    let data = match &a.data {
+        Some(dir) => open_dataset(DatasetName::Cifar10, Some(dir), &OpenOptions::default())?,
+        None => open_dataset(
+            DatasetName::Synthetic,
+            None,
+            &OpenOptions {
+                synthetic: SyntheticSpec {
+                    train: a.synthetic_train,
+                    test: a.synthetic_test,
+                    seed: 0,
+                },
+                ..Default::default()
+            },
+        )?,
+    };
+    let opts = DemoOptions {
+        arch: a.arch.clone(),
+        width: a.width,
+        epochs: a.epochs,
+        seeds: a.seeds,
+        out_dir: a.out_dir.clone(),
+        workers: a.workers,
+        quiet: a.quiet,
+    };
+    let start = std::time::Instant::now();
+    let rows = demo(&opts, &data)?;
+    println!(
+        "\n{} on {} ({} training / {} test images), {} epochs, {} seeds, {:.0} s\n",
+        a.arch,
+        if a.data.is_some() {
+            "CIFAR-10"
+        } else {
+            "the synthetic dataset"
+        },
+        data.train.len(),
+        data.test.len(),
+        a.epochs,
+        a.seeds,
+        start.elapsed().as_secs_f64()
+    );
+    print!("{}", table(&rows));
+    println!(
+        "\nruns, metrics.csv and checkpoints: {}",
+        a.out_dir.display()
+    );
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Bench(BenchCommand::Loss(args)) => bench_loss(&args),
         Command::Bench(BenchCommand::Data(args)) => bench_data(&args),
         Command::Dataset(DatasetCommand::Info(args)) => dataset_info_cmd(&args),
         Command::Models(args) => models_cmd(&args),
+        Command::Train(args) => train_cmd(&args),
+        Command::Demo(args) => demo_cmd(&args),
+        Command::Configs => {
+            for (name, _) in lmsoftmax::train::config::BUILTIN {
+                let c = TrainConfig::builtin(name)?;
+                println!(
+                    "{name:22} {:?} loss, lambda {}, {} epochs, batch {}, lr {:?}",
+                    c.loss, c.reg_lambda, c.epochs, c.batch_size, c.lr
+                );
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::TrainStep(args)) => bench_train_step(&args),
     }
 }

@@ -225,3 +225,235 @@ fn download_from_an_unreachable_mirror_is_a_clear_error() {
     assert!(stderr.contains("downloading http://127.0.0.1"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A tiny synthetic training run's arguments (small_cnn, 2 epochs, a few hundred images).
+fn tiny_train(out: &std::path::Path) -> Vec<String> {
+    [
+        "train",
+        "--dataset",
+        "synthetic",
+        "--synthetic-train",
+        "256",
+        "--synthetic-test",
+        "64",
+        "--arch",
+        "small_cnn",
+        "--width",
+        "0.5",
+        "--config-name",
+        "layer13_largemargin",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--quiet",
+        "--out-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([out.to_str().unwrap().to_string()])
+    .collect()
+}
+
+#[test]
+fn train_writes_metrics_checkpoints_and_the_best_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let res = lmsoftmax().args(tiny_train(&out)).output().unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let stdout = String::from_utf8(res.stdout).unwrap();
+    assert!(stdout.contains(" *BEST* Err@1 "), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "epoch,lr,train_loss,train_ce,train_reg,train_top1_err,test_loss,test_top1_err,test_top5_err,mean_margin,nontarget_entropy,seconds,images_per_s"
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0][1] as f32, 0.1); // log-spaced 0.1 -> 1e-4 over 2 epochs
+    assert_eq!(rows[1][1] as f32, 1e-4);
+    assert!(
+        rows.iter()
+            .all(|r| r[4] >= 0.0 && r[7] <= 100.0 && r[8] <= r[7])
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    for f in [
+        "checkpoint-last.ckpt",
+        "checkpoint-best.ckpt",
+        "config.toml",
+        "summary.txt",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    // the same out-dir again is refused
+    let res = lmsoftmax().args(tiny_train(&out)).output().unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("--resume"));
+}
+
+#[test]
+fn interrupted_and_resumed_run_has_the_same_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let parts = dir.path().join("parts");
+    assert!(
+        lmsoftmax()
+            .args(tiny_train(&whole))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let res = lmsoftmax()
+        .args(tiny_train(&parts))
+        .args(["--stop-after", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(parts.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    let res = lmsoftmax()
+        .args(tiny_train(&parts))
+        .arg("--resume")
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    // every column but the timings (seconds, images_per_s) is identical, bit for bit
+    let strip = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(p.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').take(11).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(strip(&parts), strip(&whole));
+}
+
+#[test]
+fn corrupt_checkpoint_and_bad_options_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    assert!(
+        lmsoftmax()
+            .args(tiny_train(&out))
+            .args(["--stop-after", "1"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let ckpt = out.join("checkpoint-last.ckpt");
+    let bytes = std::fs::read(&ckpt).unwrap();
+    std::fs::write(&ckpt, &bytes[..bytes.len() / 2]).unwrap();
+    let res = lmsoftmax()
+        .args(tiny_train(&out))
+        .arg("--resume")
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&res.stderr).contains("corrupt or truncated"),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+
+    let res = lmsoftmax()
+        .args(tiny_train(&dir.path().join("x")))
+        .args(["--config-name", "layer14"])
+        .output();
+    // clap rejects the repeated flag or the config is unknown: either way a usage error
+    assert_ne!(res.unwrap().status.code(), Some(0));
+    let res = lmsoftmax()
+        .args([
+            "train",
+            "--dataset",
+            "synthetic",
+            "--arch",
+            "resnet51",
+            "--out-dir",
+        ])
+        .arg(dir.path().join("y"))
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("resnet51"));
+}
+
+#[test]
+fn demo_runs_both_losses_and_prints_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let res = lmsoftmax()
+        .current_dir(dir.path())
+        .args([
+            "demo",
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--synthetic-train",
+            "256",
+            "--synthetic-test",
+            "64",
+            "--width",
+            "0.5",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let stdout = String::from_utf8(res.stdout).unwrap();
+    assert!(
+        stdout.contains("| layer13 | 1 |") && stdout.contains("| layer13_largemargin | 1 |"),
+        "{stdout}"
+    );
+    assert!(
+        dir.path()
+            .join("lmsoftmax-demo/layer13_largemargin-seed0/metrics.csv")
+            .is_file()
+    );
+}
+
+#[test]
+fn configs_lists_the_official_names() {
+    let out = lmsoftmax().arg("configs").output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for name in [
+        "layer13 ",
+        "layer13_largemargin",
+        "layer13_softmax",
+        "imagenet ",
+        "imagenet_largemargin",
+    ] {
+        assert!(stdout.contains(name), "{name}: {stdout}");
+    }
+}

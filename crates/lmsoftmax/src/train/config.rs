@@ -1,0 +1,192 @@
+//! Training configurations: the official ones ship as TOML in `configs/`, users may pass their own.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// Which loss a run trains with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// Softmax cross-entropy.
+    Softmax,
+    /// Large-margin in softmax cross-entropy.
+    LargeMargin,
+}
+
+/// The per-epoch learning-rate schedule (set once at the start of each epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum LrSchedule {
+    /// `epochs` log-spaced values from `start` to `end`.
+    LogSpaced {
+        /// First epoch's rate.
+        start: f64,
+        /// Last epoch's rate.
+        end: f64,
+    },
+    /// `start * gamma^(epoch / every)`.
+    Step {
+        /// First rate.
+        start: f64,
+        /// Factor.
+        gamma: f64,
+        /// Epochs between steps.
+        every: usize,
+    },
+}
+
+/// A training configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Name (the official config names).
+    pub name: String,
+    /// Epochs.
+    pub epochs: usize,
+    /// Global batch size.
+    pub batch_size: usize,
+    /// SGD momentum (no dampening, no Nesterov, as PyTorch's SGD).
+    pub momentum: f64,
+    /// Coupled L2 weight decay.
+    pub weight_decay: f64,
+    /// Loss.
+    pub loss: LossKind,
+    /// Lambda of the large-margin regulariser.
+    pub reg_lambda: f64,
+    /// Learning rates.
+    pub lr: LrSchedule,
+}
+
+/// The shipped configurations, by name.
+pub const BUILTIN: [(&str, &str); 5] = [
+    ("layer13", include_str!("../../configs/layer13.toml")),
+    (
+        "layer13_largemargin",
+        include_str!("../../configs/layer13_largemargin.toml"),
+    ),
+    (
+        "layer13_softmax",
+        include_str!("../../configs/layer13_softmax.toml"),
+    ),
+    ("imagenet", include_str!("../../configs/imagenet.toml")),
+    (
+        "imagenet_largemargin",
+        include_str!("../../configs/imagenet_largemargin.toml"),
+    ),
+];
+
+impl TrainConfig {
+    /// Parses and checks a TOML configuration.
+    ///
+    /// # Errors
+    /// A parse error naming the key, or a value out of range.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let c: TrainConfig = toml::from_str(text).context("invalid training configuration")?;
+        if c.epochs == 0 || c.batch_size == 0 {
+            bail!("epochs and batch_size must be >= 1");
+        }
+        if !(c.reg_lambda >= 0.0 && c.weight_decay >= 0.0 && (0.0..1.0).contains(&c.momentum)) {
+            bail!("reg_lambda and weight_decay must be >= 0 and momentum in [0, 1)");
+        }
+        Ok(c)
+    }
+
+    /// A shipped configuration by name.
+    ///
+    /// # Errors
+    /// An unknown name, listing the known ones.
+    pub fn builtin(name: &str) -> Result<Self> {
+        let (_, text) = BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .with_context(|| format!("unknown config '{name}': known configs are {}", names()))?;
+        Self::from_toml(text)
+    }
+
+    /// The learning rate of `epoch` (0-based), rounded to f32 as the official code's table.
+    pub fn lr(&self, epoch: usize) -> f64 {
+        let v = match &self.lr {
+            LrSchedule::LogSpaced { start, end } => {
+                if self.epochs == 1 {
+                    *start
+                } else {
+                    let t = epoch as f64 / (self.epochs - 1) as f64;
+                    10f64.powf(start.log10() + t * (end.log10() - start.log10()))
+                }
+            }
+            LrSchedule::Step {
+                start,
+                gamma,
+                every,
+            } => start * gamma.powi((epoch / (*every).max(1)) as i32),
+        };
+        v as f32 as f64
+    }
+
+    /// The same configuration over `epochs` epochs: a log-spaced schedule keeps its start and
+    /// end, a step schedule keeps its steps at the same fractions of training.
+    pub fn with_epochs(mut self, epochs: usize) -> Self {
+        if let LrSchedule::Step { every, .. } = &mut self.lr {
+            *every = ((*every * epochs) as f64 / self.epochs as f64)
+                .round()
+                .max(1.0) as usize;
+        }
+        self.epochs = epochs;
+        self
+    }
+}
+
+/// The shipped configuration names, comma-separated.
+pub fn names() -> String {
+    BUILTIN
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn official_cifar_schedule_matches_the_protocol_table() {
+        let c = TrainConfig::builtin("layer13_largemargin").unwrap();
+        assert_eq!(c.reg_lambda, 0.3);
+        assert_eq!(c.loss, LossKind::LargeMargin);
+        // PROTOCOL.md §2: float32 values
+        for (e, want) in [
+            (0, 0.1f32),
+            (1, 0.086851135),
+            (10, 0.024420531),
+            (25, 0.0029470518),
+            (49, 1e-4), // the table's 9.9999997e-05 is float32(1e-4)
+        ] {
+            assert_eq!(c.lr(e) as f32, want, "epoch {e}");
+        }
+        let short = c.with_epochs(5);
+        assert_eq!(short.lr(0) as f32, 0.1);
+        assert_eq!(short.lr(4) as f32, 1e-4);
+    }
+
+    #[test]
+    fn imagenet_steps_every_30_epochs() {
+        let c = TrainConfig::builtin("imagenet").unwrap();
+        assert_eq!((c.epochs, c.batch_size), (120, 256));
+        assert_eq!(c.lr(29) as f32, 0.1);
+        assert_eq!(c.lr(30) as f32, 0.01);
+        assert_eq!(c.lr(119) as f32, 1e-4);
+        assert_eq!(c.clone().with_epochs(12).lr(3) as f32, 0.01);
+    }
+
+    #[test]
+    fn every_builtin_parses_and_unknown_names_are_listed() {
+        for (name, _) in BUILTIN {
+            assert_eq!(TrainConfig::builtin(name).unwrap().name, name);
+        }
+        let err = TrainConfig::builtin("layer14").unwrap_err().to_string();
+        assert!(err.contains("layer13_largemargin"), "{err}");
+        let err = TrainConfig::from_toml("name = \"x\"\nepochs = 1\n").unwrap_err();
+        assert!(format!("{err:#}").contains("missing field"), "{err:#}");
+    }
+}

@@ -1,0 +1,9 @@
+//! `lmsoftmax train` and `lmsoftmax demo`: the training tool.
+
+pub mod checkpoint;
+pub mod config;
+pub mod demo;
+pub mod run;
+
+pub use config::{LossKind, TrainConfig};
+pub use run::{COLUMNS, EpochRow, RunSummary, TrainOptions, train};

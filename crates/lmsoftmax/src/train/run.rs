@@ -1,0 +1,430 @@
+//! The training loop: one epoch of SGD over the training split with the epoch's learning rate,
+//! one pass over the test split, a metrics row, checkpoints of the last and the best epoch.
+//! Resuming continues from the last checkpoint; batches depend only on `(seed, epoch)`, so a
+//! resumed run follows the same path as an uninterrupted one.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, OptimizerRecord, SgdConfig};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Int, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use lmsoftmax_data::{Dataset, LoaderConfig, epoch_batches};
+use lmsoftmax_loss::{LargeMarginInSoftmaxLoss, LargeMarginInSoftmaxLossConfig, row_diagnostics};
+use lmsoftmax_models::Network;
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{self, CheckpointParts};
+use super::config::{LossKind, TrainConfig};
+
+/// What a run needs besides the data.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Network name.
+    pub arch: String,
+    /// Channel-width multiplier.
+    pub width: f32,
+    /// The configuration (after command-line overrides).
+    pub config: TrainConfig,
+    /// Output folder.
+    pub out_dir: PathBuf,
+    /// Seed of initialisation, shuffling and augmentation.
+    pub seed: u64,
+    /// Data worker threads.
+    pub workers: usize,
+    /// No progress bars.
+    pub quiet: bool,
+    /// Continue from `out_dir`'s last checkpoint.
+    pub resume: bool,
+    /// Replace a different run in `out_dir`.
+    pub overwrite: bool,
+    /// Stop after this many epochs of this invocation (tests of resume; `None`: to the end).
+    pub stop_after: Option<usize>,
+}
+
+/// One metrics row (errors in percent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRow {
+    /// Epoch, from 1.
+    pub epoch: usize,
+    /// Learning rate of the epoch.
+    pub lr: f64,
+    /// Mean training loss (running over the epoch, augmented data, train mode).
+    pub train_loss: f64,
+    /// Mean training cross-entropy.
+    pub train_ce: f64,
+    /// Mean training regulariser.
+    pub train_reg: f64,
+    /// Training top-1 error.
+    pub train_top1_err: f64,
+    /// Test loss (the training criterion, eval mode).
+    pub test_loss: f64,
+    /// Test top-1 error.
+    pub test_top1_err: f64,
+    /// Test top-5 error.
+    pub test_top5_err: f64,
+    /// Mean test margin `z_y - max_{j!=y} z_j`.
+    pub mean_margin: f64,
+    /// Mean test entropy of the non-target distribution.
+    pub nontarget_entropy: f64,
+    /// Wall time of the epoch (train + test).
+    pub seconds: f64,
+    /// Training images per second.
+    pub images_per_s: f64,
+}
+
+/// The metrics columns, in order.
+pub const COLUMNS: [&str; 13] = [
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_ce",
+    "train_reg",
+    "train_top1_err",
+    "test_loss",
+    "test_top1_err",
+    "test_top5_err",
+    "mean_margin",
+    "nontarget_entropy",
+    "seconds",
+    "images_per_s",
+];
+
+/// Run state stored in checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunState {
+    arch: String,
+    width: f32,
+    seed: u64,
+    config: TrainConfig,
+    rows: Vec<EpochRow>,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Every epoch's metrics.
+    pub rows: Vec<EpochRow>,
+    /// Lowest test top-1 error and that epoch's top-5 error.
+    pub best: (f64, f64),
+    /// Whether all configured epochs are done.
+    pub finished: bool,
+}
+
+fn loss_module(config: &TrainConfig, device: &Device) -> Result<LargeMarginInSoftmaxLoss> {
+    let lambda = match config.loss {
+        LossKind::Softmax => 0.0,
+        LossKind::LargeMargin => config.reg_lambda,
+    };
+    Ok(LargeMarginInSoftmaxLossConfig::new()
+        .with_reg_lambda(lambda)
+        .init(device)?)
+}
+
+/// Counts of rows whose target is not the top-1 / not in the top-5 (ties count against).
+fn errors(logits: &Tensor<2>, y: &Tensor<1, Int>) -> (usize, usize) {
+    let [b, _] = logits.dims();
+    let target = logits.clone().gather(1, y.clone().reshape([b, 1]));
+    let rank = logits.clone().greater(target).int().sum_dim(1);
+    let ranks: Vec<i64> = rank
+        .into_data()
+        .try_into_vec_as::<i64>()
+        .unwrap_or_default();
+    (
+        ranks.iter().filter(|&&r| r >= 1).count(),
+        ranks.iter().filter(|&&r| r >= 5).count(),
+    )
+}
+
+fn mean_of(t: Tensor<1>) -> f64 {
+    t.mean().into_scalar::<f32>() as f64
+}
+
+/// Moves the metrics files and the final line into place for `rows`.
+fn write_metrics(out: &Path, rows: &[EpochRow]) -> Result<()> {
+    let mut csv = COLUMNS.join(",");
+    csv.push('\n');
+    let mut jsonl = String::new();
+    for r in rows {
+        let v = [
+            r.epoch as f64,
+            r.lr,
+            r.train_loss,
+            r.train_ce,
+            r.train_reg,
+            r.train_top1_err,
+            r.test_loss,
+            r.test_top1_err,
+            r.test_top5_err,
+            r.mean_margin,
+            r.nontarget_entropy,
+            r.seconds,
+            r.images_per_s,
+        ];
+        csv.push_str(
+            &v.iter()
+                .map(|x| format!("{x}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        csv.push('\n');
+        jsonl.push_str(&serde_json::to_string(r)?);
+        jsonl.push('\n');
+    }
+    checkpoint::write_atomic(&out.join("metrics.csv"), csv.as_bytes())?;
+    checkpoint::write_atomic(&out.join("metrics.jsonl"), jsonl.as_bytes())
+}
+
+fn best_of(rows: &[EpochRow]) -> (f64, f64) {
+    // ties go to the later epoch, as the official script
+    rows.iter()
+        .fold(None::<&EpochRow>, |best, r| match best {
+            Some(b) if b.test_top1_err < r.test_top1_err => Some(b),
+            _ => Some(r),
+        })
+        .map_or((f64::NAN, f64::NAN), |r| (r.test_top1_err, r.test_top5_err))
+}
+
+fn save(
+    path: &Path,
+    state: &RunState,
+    model: &Network,
+    optim: &burn::optim::ModuleOptimizer,
+) -> Result<()> {
+    let parts = CheckpointParts {
+        state: serde_json::to_vec(state)?,
+        model: checkpoint::bytes_vec(
+            model
+                .clone()
+                .into_record()
+                .into_bytes()
+                .context("serialising the model")?,
+        ),
+        optimizer: checkpoint::bytes_vec(
+            optim
+                .to_record()
+                .into_bytes()
+                .context("serialising the optimizer")?,
+        ),
+    };
+    checkpoint::write(path, &parts)
+}
+
+/// Trains (or resumes) a run; writes everything into `opts.out_dir`.
+///
+/// # Errors
+/// Bad options, data errors, a non-finite loss (with epoch and batch), I/O errors.
+pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
+    let out = &opts.out_dir;
+    let last = out.join("checkpoint-last.ckpt");
+    let best_path = out.join("checkpoint-best.ckpt");
+    if !opts.resume && !opts.overwrite && (last.exists() || out.join("metrics.csv").exists()) {
+        bail!(
+            "{} already holds a run: pass --resume to continue it or --overwrite to replace it",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+
+    let device = Device::flex().autodiff();
+    let plain = Device::flex();
+    device.seed(opts.seed);
+    let [c, _, _] = data.train.output_shape();
+    let classes = data.class_names.len();
+    let mut model = lmsoftmax_models::build(&opts.arch, c, classes, opts.width, &device)?;
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(
+            MomentumConfig::new()
+                .with_momentum(opts.config.momentum)
+                .with_dampening(0.0),
+        ))
+        .with_weight_decay(Some(WeightDecayConfig::new(
+            opts.config.weight_decay as f32,
+        )))
+        .init();
+    let mut state = RunState {
+        arch: opts.arch.clone(),
+        width: opts.width,
+        seed: opts.seed,
+        config: opts.config.clone(),
+        rows: Vec::new(),
+    };
+    if opts.resume && last.exists() {
+        let parts = checkpoint::read(&last)?;
+        let saved: RunState =
+            serde_json::from_slice(&parts.state).context("checkpoint run state")?;
+        if saved.arch != opts.arch
+            || saved.config != opts.config
+            || saved.seed != opts.seed
+            || saved.width != opts.width
+        {
+            bail!(
+                "--resume: {} was trained with arch {} width {} seed {} config '{}'; give the same options",
+                last.display(),
+                saved.arch,
+                saved.width,
+                saved.seed,
+                saved.config.name
+            );
+        }
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(parts.model))
+            .context("checkpoint model record")?;
+        model = model
+            .try_load_record(record)
+            .context("loading the model from the checkpoint")?;
+        let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(parts.optimizer))
+            .context("checkpoint optimizer record")?;
+        optim = optim.load_record(record);
+        state = saved;
+    }
+    let resolved = toml::to_string(&opts.config)?;
+    checkpoint::write_atomic(&out.join("config.toml"), resolved.as_bytes())?;
+
+    let loss_train = loss_module(&opts.config, &device)?;
+    let loss_eval = loss_module(&opts.config, &plain)?;
+    let cfg = opts.config.clone();
+    let loader = |shuffle| LoaderConfig {
+        batch_size: cfg.batch_size,
+        shuffle,
+        seed: opts.seed,
+        workers: opts.workers,
+        prefetch: 2 * opts.workers.max(1),
+    };
+    let first = state.rows.len();
+    for (done_now, epoch) in (first..cfg.epochs).enumerate() {
+        if opts.stop_after.is_some_and(|n| done_now >= n) {
+            break;
+        }
+        let lr = cfg.lr(epoch);
+        let start = Instant::now();
+        let batches = lmsoftmax_data::batches_per_epoch(data.train.len(), cfg.batch_size);
+        let bar = if opts.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(batches as u64)
+        };
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} ETA {eta} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+        let (mut n, mut sum_loss, mut sum_ce, mut sum_reg, mut wrong) =
+            (0usize, 0f64, 0f64, 0f64, 0usize);
+        for (b, batch) in epoch_batches(data.train.clone(), loader(true), epoch as u64).enumerate()
+        {
+            let batch = batch?;
+            let (x, y) = batch.to_tensors(&device);
+            let size = batch.labels.len();
+            let logits = model.forward(x);
+            let loss = loss_train.try_forward(logits.clone(), y.clone())?;
+            let value = loss.clone().into_scalar::<f32>() as f64;
+            if !value.is_finite() {
+                bail!(
+                    "the training loss became {value} at epoch {} batch {}: lower the learning rate; the last \
+                     good checkpoint {} is intact",
+                    epoch + 1,
+                    b + 1,
+                    last.display()
+                );
+            }
+            let detached = logits.detach();
+            let diag = row_diagnostics(detached.clone(), y.clone())?;
+            sum_ce += mean_of(diag.ce) * size as f64;
+            sum_reg += mean_of(diag.reg) * size as f64;
+            wrong += errors(&detached, &y).0;
+            sum_loss += value * size as f64;
+            n += size;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            bar.inc(1);
+            bar.set_message(format!(
+                "loss {:.4} err {:.2}%",
+                sum_loss / n as f64,
+                100.0 * wrong as f64 / n as f64
+            ));
+        }
+        let train_seconds = start.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+
+        let eval_model = model.valid();
+        let (mut tn, mut tloss, mut t1, mut t5, mut margin, mut entropy) =
+            (0usize, 0f64, 0usize, 0usize, 0f64, 0f64);
+        for batch in epoch_batches(data.test.clone(), loader(false), 0) {
+            let batch = batch?;
+            let (x, y) = batch.to_tensors(&plain);
+            let size = batch.labels.len();
+            let logits = eval_model.forward(x);
+            tloss += loss_eval
+                .try_forward(logits.clone(), y.clone())?
+                .into_scalar::<f32>() as f64
+                * size as f64;
+            let (e1, e5) = errors(&logits, &y);
+            let diag = row_diagnostics(logits, y)?;
+            margin += diag.margin.sum().into_scalar::<f32>() as f64;
+            entropy += diag.nontarget_entropy.sum().into_scalar::<f32>() as f64;
+            t1 += e1;
+            t5 += e5;
+            tn += size;
+        }
+        let pct = |k: usize, n: usize| 100.0 * k as f64 / n.max(1) as f64;
+        let row = EpochRow {
+            epoch: epoch + 1,
+            lr,
+            train_loss: sum_loss / n.max(1) as f64,
+            train_ce: sum_ce / n.max(1) as f64,
+            train_reg: sum_reg / n.max(1) as f64,
+            train_top1_err: pct(wrong, n),
+            test_loss: tloss / tn.max(1) as f64,
+            test_top1_err: pct(t1, tn),
+            test_top5_err: pct(t5, tn),
+            mean_margin: margin / tn.max(1) as f64,
+            nontarget_entropy: entropy / tn.max(1) as f64,
+            seconds: start.elapsed().as_secs_f64(),
+            images_per_s: n as f64 / train_seconds,
+        };
+        if !opts.quiet {
+            eprintln!(
+                "epoch {}/{}: lr {:.6} train loss {:.4} err {:.2}% | test loss {:.4} err@1 {:.2}% err@5 {:.2}% | {:.0} img/s",
+                row.epoch,
+                cfg.epochs,
+                row.lr,
+                row.train_loss,
+                row.train_top1_err,
+                row.test_loss,
+                row.test_top1_err,
+                row.test_top5_err,
+                row.images_per_s
+            );
+        }
+        let is_best = state
+            .rows
+            .iter()
+            .all(|r| row.test_top1_err <= r.test_top1_err);
+        state.rows.push(row);
+        // metrics first, then the checkpoint that covers them: a run killed in between resumes
+        // from the previous checkpoint and rewrites the same rows
+        write_metrics(out, &state.rows)?;
+        save(&last, &state, &model, &optim)?;
+        if is_best {
+            save(&best_path, &state, &model, &optim)?;
+        }
+    }
+    let best = best_of(&state.rows);
+    let finished = state.rows.len() == cfg.epochs;
+    if finished {
+        let line = format!(" *BEST* Err@1 {:.3} Err@5 {:.3}", best.0, best.1);
+        println!("{line}");
+        checkpoint::write_atomic(&out.join("summary.txt"), format!("{line}\n").as_bytes())?;
+    }
+    Ok(RunSummary {
+        rows: state.rows,
+        best,
+        finished,
+    })
+}
