@@ -1,8 +1,10 @@
 //! The official augmentation (shared/PROTOCOL.md §2-3), written into a normalised `f32` CHW
 //! buffer. Deterministic steps are exact; random ones draw from the RNG they are given.
 
+use std::cell::RefCell;
+
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
-use image::imageops::{FilterType, crop_imm, resize};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
@@ -144,12 +146,11 @@ pub fn random_resized_crop_box(
     ((width - w) / 2, (height - h) / 2, w, h)
 }
 
-/// PIL-style blend `degenerate * (1 - f) + image * f`, rounded and clipped to bytes.
-fn blend(px: &mut [u8], degenerate: impl Fn(usize) -> f32, f: f32) {
-    for (i, p) in px.iter_mut().enumerate() {
-        let d = degenerate(i);
-        *p = (d + f * (*p as f32 - d)).round().clamp(0.0, 255.0) as u8;
-    }
+/// `degenerate + f (p - degenerate)` clipped to [0, 255] and rounded half up: PIL's blend.
+#[inline(always)]
+fn blend_px(p: u8, degenerate: f32, f: f32) -> u8 {
+    // the +0.5 then truncation rounds without a libm call, so the loops vectorise
+    ((degenerate + f * (p as f32 - degenerate)).clamp(0.0, 255.0) + 0.5) as i32 as u8
 }
 
 /// ITU-R 601-2 luma as PIL's `convert("L")` computes it.
@@ -169,16 +170,20 @@ pub fn color_jitter(img: &mut RgbImage, strength: f32, rng: &mut impl Rng) {
     for op in order {
         let f = rng.random_range(1.0 - strength..=1.0 + strength);
         match op {
-            0 => blend(img.as_mut(), |_| 0.0, f),
+            0 => img.iter_mut().for_each(|p| *p = blend_px(*p, 0.0, f)),
             1 => {
                 let n = (img.width() * img.height()) as f64;
-                let sum: f64 = img.pixels().map(|p| luma(p[0], p[1], p[2]) as f64).sum();
-                let mean = (sum / n + 0.5).floor() as f32;
-                blend(img.as_mut(), |_| mean, f);
+                let sum: u64 = img.pixels().map(|p| luma(p[0], p[1], p[2]) as u64).sum();
+                let mean = (sum as f64 / n + 0.5).floor() as f32;
+                img.iter_mut().for_each(|p| *p = blend_px(*p, mean, f));
             }
             _ => {
-                let grey: Vec<u8> = img.pixels().map(|p| luma(p[0], p[1], p[2])).collect();
-                blend(img.as_mut(), |i| grey[i / 3] as f32, f);
+                for px in img.chunks_exact_mut(3) {
+                    let grey = luma(px[0], px[1], px[2]) as f32;
+                    for p in px {
+                        *p = blend_px(*p, grey, f);
+                    }
+                }
             }
         }
     }
@@ -216,6 +221,38 @@ pub fn rgb_to_planar(img: &RgbImage, offset: [f32; 3], norm: &Normalize, out: &m
     }
 }
 
+thread_local! {
+    /// One resizer per thread: it keeps its scratch buffers between images.
+    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
+}
+
+/// Crops `(left, top, w, h)` out of `img` and resizes it to `out_w x out_h` with a bilinear
+/// (triangle) filter whose support widens when shrinking, as PIL's `BILINEAR` does.
+pub fn crop_resize(
+    img: &RgbImage,
+    (left, top, w, h): (u32, u32, u32, u32),
+    out_w: u32,
+    out_h: u32,
+) -> RgbImage {
+    // Only pixels inside the box take part, as in torchvision's crop-then-resize (the resizer's
+    // own cropping would let the filter reach outside the box).
+    let cropped;
+    let src = if (left, top, w, h) == (0, 0, img.width(), img.height()) {
+        img
+    } else {
+        cropped = image::imageops::crop_imm(img, left, top, w, h).to_image();
+        &cropped
+    };
+    let mut dst = RgbImage::new(out_w, out_h);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    RESIZER.with(|r| {
+        r.borrow_mut()
+            .resize(src, &mut dst, &options)
+            .expect("RGB8 images of non-zero size resize")
+    });
+    dst
+}
+
 /// ImageNet training augmentation: RandomResizedCrop(size), flip, ColorJitter 0.4, lighting 0.1,
 /// normalise.
 pub fn imagenet_train(
@@ -225,9 +262,8 @@ pub fn imagenet_train(
     rng: &mut impl Rng,
     out: &mut [f32],
 ) {
-    let (left, top, w, h) = random_resized_crop_box(rng, img.width(), img.height());
-    let cropped = crop_imm(img, left, top, w, h).to_image();
-    let mut resized = resize(&cropped, size, size, FilterType::Triangle);
+    let crop = random_resized_crop_box(rng, img.width(), img.height());
+    let mut resized = crop_resize(img, crop, size, size);
     if rng.random_bool(0.5) {
         image::imageops::flip_horizontal_in_place(&mut resized);
     }
@@ -244,9 +280,9 @@ pub fn imagenet_test(img: &RgbImage, resize_to: u32, crop: u32, norm: &Normalize
     } else {
         (((w as f64) * resize_to as f64 / h as f64) as u32, resize_to)
     };
-    let resized = resize(img, nw, nh, FilterType::Triangle);
+    let resized = crop_resize(img, (0, 0, w, h), nw, nh);
     let left = ((nw as f64 - crop as f64) / 2.0).round() as u32;
     let top = ((nh as f64 - crop as f64) / 2.0).round() as u32;
-    let cropped = crop_imm(&resized, left, top, crop, crop).to_image();
+    let cropped = image::imageops::crop_imm(&resized, left, top, crop, crop).to_image();
     rgb_to_planar(&cropped, [0.0; 3], norm, out);
 }

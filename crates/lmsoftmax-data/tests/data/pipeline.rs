@@ -205,3 +205,42 @@ fn channel_stats_of_the_real_subset() {
         assert!((s - want).abs() < 0.02, "{std:?}");
     }
 }
+
+#[test]
+fn crop_resize_takes_the_box_and_keeps_flat_regions_exact() {
+    use lmsoftmax_data::transforms::crop_resize;
+    // left half black, right half white
+    let img = image::RgbImage::from_fn(40, 20, |x, _| {
+        if x < 20 {
+            image::Rgb([0, 0, 0])
+        } else {
+            image::Rgb([255, 255, 255])
+        }
+    });
+    let right = crop_resize(&img, (20, 0, 20, 20), 7, 9);
+    assert!(right.pixels().all(|p| p.0 == [255, 255, 255]));
+    let left = crop_resize(&img, (0, 5, 20, 10), 31, 17);
+    assert!(left.pixels().all(|p| p.0 == [0, 0, 0]));
+    // the identity size returns the image unchanged
+    let grad = image::RgbImage::from_fn(16, 12, |x, y| {
+        image::Rgb([(x * 15) as u8, (y * 20) as u8, 7])
+    });
+    assert_eq!(crop_resize(&grad, (0, 0, 16, 12), 16, 12), grad);
+    // halving a 1-pixel checkerboard averages it to mid-grey
+    let checker = image::RgbImage::from_fn(32, 32, |x, y| {
+        if (x + y) % 2 == 0 {
+            image::Rgb([0; 3])
+        } else {
+            image::Rgb([254; 3])
+        }
+    });
+    let half = crop_resize(&checker, (0, 0, 32, 32), 16, 16);
+    assert!(
+        half.pixels()
+            .skip(17)
+            .take(10)
+            .all(|p| (p.0[0] as i32 - 127).abs() <= 2),
+        "{:?}",
+        half.get_pixel(5, 5)
+    );
+}
