@@ -11,7 +11,7 @@ use lmsoftmax::bench::loss::{LossPath, REFERENCE_SHAPES, TABLE_HEADER, measure_p
 use lmsoftmax::bench::train_step::StepLoss;
 use lmsoftmax::dataset_info::dataset_info;
 use lmsoftmax::train::demo::{DemoOptions, demo, table};
-use lmsoftmax::train::{LossKind, TrainConfig, TrainOptions, train};
+use lmsoftmax::train::{LossKind, TrainConfig, TrainOptions, evaluate_checkpoint, train};
 use lmsoftmax_data::download::{Archive, download_and_extract};
 use lmsoftmax_data::{
     Cifar, Dataset, DatasetName, FolderOptions, OpenOptions, SyntheticSpec, open_dataset,
@@ -37,6 +37,8 @@ enum Command {
     Models(ModelsArgs),
     /// Train a network (the flags of the official cifar_train.py, kebab-case).
     Train(TrainArgs),
+    /// Evaluate a checkpoint on a dataset's test split: errors, loss, margin statistics.
+    Eval(EvalArgs),
     /// The shipped training configurations.
     Configs,
     /// Softmax vs the large-margin loss, a few seeds each, on synthetic data (or --data CIFAR-10).
@@ -95,6 +97,24 @@ struct TrainArgs {
     /// Stop after this many epochs of this invocation (the run can be resumed).
     #[arg(long, hide = true)]
     stop_after: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// A checkpoint written by `lmsoftmax train` (checkpoint-last.ckpt or checkpoint-best.ckpt).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Images per batch.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Data worker threads.
+    #[arg(short = 'j', long, default_value_t = 2)]
+    workers: usize,
+    /// End with one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -524,6 +544,30 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
+fn eval_cmd(a: &EvalArgs) -> Result<()> {
+    if a.batch_size == 0 {
+        bail!("--batch-size must be >= 1");
+    }
+    let data = a.data.open()?;
+    let (what, s) = evaluate_checkpoint(&a.checkpoint, &data, a.batch_size, a.workers)?;
+    println!("{what}, {} test images", s.images);
+    println!(
+        "top-1 error {:.3}%  top-5 error {:.3}%  loss {:.4}\nmargin mean {:.4}  p10 {:.4}  p50 {:.4}  p90 {:.4}  non-target entropy {:.4}",
+        s.top1_err,
+        s.top5_err,
+        s.loss,
+        s.mean_margin,
+        s.margin_quantiles[0],
+        s.margin_quantiles[1],
+        s.margin_quantiles[2],
+        s.nontarget_entropy
+    );
+    if a.json {
+        println!("{}", serde_json::to_string(&s)?);
+    }
+    Ok(())
+}
+
 fn demo_cmd(a: &DemoArgs) -> Result<()> {
     let data = match &a.data {
         Some(dir) => open_dataset(DatasetName::Cifar10, Some(dir), &OpenOptions::default())?,
@@ -581,6 +625,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Models(args) => models_cmd(&args),
         Command::Train(args) => train_cmd(&args),
         Command::Demo(args) => demo_cmd(&args),
+        Command::Eval(args) => eval_cmd(&args),
         Command::Configs => {
             for (name, _) in lmsoftmax::train::config::BUILTIN {
                 let c = TrainConfig::builtin(name)?;

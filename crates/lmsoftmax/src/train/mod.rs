@@ -6,4 +6,6 @@ pub mod demo;
 pub mod run;
 
 pub use config::{LossKind, TrainConfig};
-pub use run::{COLUMNS, EpochRow, RunSummary, TrainOptions, train};
+pub use run::{
+    COLUMNS, EpochRow, EvalStats, RunSummary, TrainOptions, evaluate, evaluate_checkpoint, train,
+};

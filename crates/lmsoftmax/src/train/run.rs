@@ -145,6 +145,126 @@ fn mean_of(t: Tensor<1>) -> f64 {
     t.mean().into_scalar::<f32>() as f64
 }
 
+/// Test-set statistics of a model.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalStats {
+    /// Images evaluated.
+    pub images: usize,
+    /// Mean loss (the training criterion).
+    pub loss: f64,
+    /// Top-1 error, percent.
+    pub top1_err: f64,
+    /// Top-5 error, percent.
+    pub top5_err: f64,
+    /// Mean margin `z_y - max_{j!=y} z_j`.
+    pub mean_margin: f64,
+    /// 10th, 50th and 90th percentile of the margin.
+    pub margin_quantiles: [f64; 3],
+    /// Mean entropy of the non-target distribution.
+    pub nontarget_entropy: f64,
+}
+
+/// Evaluates `model` (eval mode, plain device) on the test split.
+///
+/// # Errors
+/// Data or loss errors.
+pub fn evaluate(
+    model: &Network,
+    data: &Dataset,
+    loss: &LargeMarginInSoftmaxLoss,
+    cfg: LoaderConfig,
+) -> Result<EvalStats> {
+    let plain = Device::flex();
+    let (mut n, mut total_loss, mut e1, mut e5, mut entropy) = (0usize, 0f64, 0usize, 0usize, 0f64);
+    let mut margins: Vec<f64> = Vec::with_capacity(data.test.len());
+    for batch in epoch_batches(data.test.clone(), cfg, 0) {
+        let batch = batch?;
+        let (x, y) = batch.to_tensors(&plain);
+        let size = batch.labels.len();
+        let logits = model.forward(x);
+        total_loss += loss
+            .try_forward(logits.clone(), y.clone())?
+            .into_scalar::<f32>() as f64
+            * size as f64;
+        let (w1, w5) = errors(&logits, &y);
+        let diag = row_diagnostics(logits, y)?;
+        margins.extend(
+            diag.margin
+                .into_data()
+                .try_into_vec_as::<f64>()
+                .unwrap_or_default(),
+        );
+        entropy += diag.nontarget_entropy.sum().into_scalar::<f32>() as f64;
+        e1 += w1;
+        e5 += w5;
+        n += size;
+    }
+    let count = n.max(1) as f64;
+    let mut sorted = margins.clone();
+    sorted.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        sorted
+            .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Ok(EvalStats {
+        images: n,
+        loss: total_loss / count,
+        top1_err: 100.0 * e1 as f64 / count,
+        top5_err: 100.0 * e5 as f64 / count,
+        mean_margin: margins.iter().sum::<f64>() / count,
+        margin_quantiles: [q(0.1), q(0.5), q(0.9)],
+        nontarget_entropy: entropy / count,
+    })
+}
+
+/// Loads a checkpoint's network for `data` and evaluates it on the test split.
+///
+/// # Errors
+/// A corrupt checkpoint, a network that does not fit the data, data errors.
+pub fn evaluate_checkpoint(
+    path: &Path,
+    data: &Dataset,
+    batch_size: usize,
+    workers: usize,
+) -> Result<(String, EvalStats)> {
+    let parts = checkpoint::read(path)?;
+    let state: RunState = serde_json::from_slice(&parts.state).context("checkpoint run state")?;
+    let plain = Device::flex();
+    let [c, _, _] = data.test.output_shape();
+    let model =
+        lmsoftmax_models::build(&state.arch, c, data.class_names.len(), state.width, &plain)?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(parts.model))
+        .context("checkpoint model record")?;
+    let model = model.try_load_record(record).with_context(|| {
+        format!(
+            "{} does not fit {} with {} classes",
+            path.display(),
+            state.arch,
+            data.class_names.len()
+        )
+    })?;
+    let loss = loss_module(&state.config, &plain)?;
+    let cfg = LoaderConfig {
+        batch_size,
+        shuffle: false,
+        seed: 0,
+        workers,
+        prefetch: 2 * workers.max(1),
+    };
+    Ok((
+        format!(
+            "{} (width {}), config {}, {} epochs done",
+            state.arch,
+            state.width,
+            state.config.name,
+            state.rows.len()
+        ),
+        evaluate(&model.valid(), data, &loss, cfg)?,
+    ))
+}
+
 /// Moves the metrics files and the final line into place for `rows`.
 fn write_metrics(out: &Path, rows: &[EpochRow]) -> Result<()> {
     let mut csv = COLUMNS.join(",");
@@ -322,7 +442,17 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
             let (x, y) = batch.to_tensors(&device);
             let size = batch.labels.len();
             let logits = model.forward(x);
-            let loss = loss_train.try_forward(logits.clone(), y.clone())?;
+            let loss = match loss_train.try_forward(logits.clone(), y.clone()) {
+                Ok(loss) => loss,
+                Err(err @ lmsoftmax_loss::LossError::NonFiniteLogits { .. }) => bail!(
+                    "training diverged at epoch {} batch {} ({err}): lower the learning rate; the last \
+                     good checkpoint {} is intact",
+                    epoch + 1,
+                    b + 1,
+                    last.display()
+                ),
+                Err(err) => return Err(err.into()),
+            };
             let value = loss.clone().into_scalar::<f32>() as f64;
             if !value.is_finite() {
                 bail!(
@@ -352,26 +482,7 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
         let train_seconds = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
 
-        let eval_model = model.valid();
-        let (mut tn, mut tloss, mut t1, mut t5, mut margin, mut entropy) =
-            (0usize, 0f64, 0usize, 0usize, 0f64, 0f64);
-        for batch in epoch_batches(data.test.clone(), loader(false), 0) {
-            let batch = batch?;
-            let (x, y) = batch.to_tensors(&plain);
-            let size = batch.labels.len();
-            let logits = eval_model.forward(x);
-            tloss += loss_eval
-                .try_forward(logits.clone(), y.clone())?
-                .into_scalar::<f32>() as f64
-                * size as f64;
-            let (e1, e5) = errors(&logits, &y);
-            let diag = row_diagnostics(logits, y)?;
-            margin += diag.margin.sum().into_scalar::<f32>() as f64;
-            entropy += diag.nontarget_entropy.sum().into_scalar::<f32>() as f64;
-            t1 += e1;
-            t5 += e5;
-            tn += size;
-        }
+        let test = evaluate(&model.valid(), data, &loss_eval, loader(false))?;
         let pct = |k: usize, n: usize| 100.0 * k as f64 / n.max(1) as f64;
         let row = EpochRow {
             epoch: epoch + 1,
@@ -380,11 +491,11 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
             train_ce: sum_ce / n.max(1) as f64,
             train_reg: sum_reg / n.max(1) as f64,
             train_top1_err: pct(wrong, n),
-            test_loss: tloss / tn.max(1) as f64,
-            test_top1_err: pct(t1, tn),
-            test_top5_err: pct(t5, tn),
-            mean_margin: margin / tn.max(1) as f64,
-            nontarget_entropy: entropy / tn.max(1) as f64,
+            test_loss: test.loss,
+            test_top1_err: test.top1_err,
+            test_top5_err: test.top5_err,
+            mean_margin: test.mean_margin,
+            nontarget_entropy: test.nontarget_entropy,
             seconds: start.elapsed().as_secs_f64(),
             images_per_s: n as f64 / train_seconds,
         };

@@ -457,3 +457,111 @@ fn configs_lists_the_official_names() {
         assert!(stdout.contains(name), "{name}: {stdout}");
     }
 }
+
+#[test]
+fn eval_of_the_last_checkpoint_reproduces_the_last_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    assert!(
+        lmsoftmax()
+            .args(tiny_train(&out))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let res = lmsoftmax()
+        .args([
+            "eval",
+            "--dataset",
+            "synthetic",
+            "--synthetic-train",
+            "256",
+            "--synthetic-test",
+            "64",
+            "--batch-size",
+            "64",
+            "--json",
+            "--checkpoint",
+        ])
+        .arg(out.join("checkpoint-last.ckpt"))
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let stdout = String::from_utf8(res.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let last: Vec<f64> = csv
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(v["images"], 64);
+    assert_eq!(v["top1_err"].as_f64().unwrap(), last[7]);
+    assert_eq!(v["top5_err"].as_f64().unwrap(), last[8]);
+    assert!((v["mean_margin"].as_f64().unwrap() - last[9]).abs() < 1e-9);
+    // a checkpoint for another number of classes is refused with the reason
+    let res = lmsoftmax()
+        .args([
+            "eval",
+            "--dataset",
+            "mnist",
+            "--data",
+            "/nonexistent",
+            "--checkpoint",
+        ])
+        .arg(out.join("checkpoint-last.ckpt"))
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+}
+
+#[test]
+fn a_diverging_run_stops_with_the_epoch_and_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("explode.toml");
+    std::fs::write(
+        &config,
+        "name = \"explode\"\nepochs = 2\nbatch_size = 64\nmomentum = 0.9\nweight_decay = 1e-4\nloss = \"large-margin\"\nreg_lambda = 0.3\n[lr]\nkind = \"step\"\nstart = 1e12\ngamma = 1.0\nevery = 1\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let res = lmsoftmax()
+        .args([
+            "train",
+            "--dataset",
+            "synthetic",
+            "--synthetic-train",
+            "256",
+            "--synthetic-test",
+            "64",
+            "--arch",
+            "small_cnn",
+            "--width",
+            "0.5",
+            "--quiet",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        res.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&res.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains("at epoch 1 batch") && stderr.contains("lower the learning rate"),
+        "{stderr}"
+    );
+}
