@@ -6,6 +6,18 @@ fn lmsoftmax() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lmsoftmax"))
 }
 
+/// The JSON object on the last line of a command's standard output.
+fn last_json(out: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_else(|| {
+        panic!(
+            "no output; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+}
+
 #[test]
 fn bench_loss_json_last_line_has_the_three_times() {
     let out = lmsoftmax()
@@ -99,8 +111,7 @@ fn dataset_info_on_the_real_cifar10_subset() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let v = last_json(&out);
     assert_eq!(v["train"], 5085);
     assert_eq!(v["test"], 1017);
     assert_eq!(v["classes"], 10);
@@ -156,8 +167,7 @@ fn bench_data_and_train_step_report_json() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let v = last_json(&out);
     assert_eq!(v["images"], 600);
     assert!(v["images_per_s"].as_f64().unwrap() > 0.0);
 
@@ -182,8 +192,7 @@ fn bench_data_and_train_step_report_json() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let v = last_json(&out);
     assert!(v["step_ms"].as_f64().unwrap() > 0.0);
     let out = lmsoftmax()
         .args(["bench", "train-step", "--arch", "resnet51"])
@@ -492,8 +501,7 @@ fn eval_of_the_last_checkpoint_reproduces_the_last_epoch() {
         "{}",
         String::from_utf8_lossy(&res.stderr)
     );
-    let stdout = String::from_utf8(res.stdout).unwrap();
-    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let v = last_json(&res);
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     let last: Vec<f64> = csv
         .lines()
