@@ -15,15 +15,20 @@ use lmsoftmax_data::{
 
 use crate::common::shared_data;
 
-#[test]
-fn cifar_train_transform_on_a_real_image() {
-    let set = load_cifar(
+/// The training split of the real CIFAR-10 subset.
+fn real_train_set() -> lmsoftmax_data::ImageSet {
+    load_cifar(
         Cifar::Ten,
         &shared_data().join("cifar-10-subset"),
         CifarLabels::Fine,
     )
     .unwrap()
-    .train;
+    .train
+}
+
+#[test]
+fn cifar_train_transform_on_a_real_image() {
+    let set = real_train_set();
     let img = set.image(0);
     let norm = Normalize::cifar10();
     let mut out = vec![0.0f32; 3072];
@@ -189,13 +194,7 @@ fn a_real_cifar_epoch_batches_to_tensors() {
 
 #[test]
 fn channel_stats_of_the_real_subset() {
-    let set = load_cifar(
-        Cifar::Ten,
-        &shared_data().join("cifar-10-subset"),
-        CifarLabels::Fine,
-    )
-    .unwrap()
-    .train;
+    let set = real_train_set();
     let (mean, std) = set.channel_stats();
     // close to the full training set's (0.4914, 0.4822, 0.4465) and true std (0.247, 0.243, 0.261)
     for (m, want) in mean.iter().zip([0.4914, 0.4822, 0.4465]) {

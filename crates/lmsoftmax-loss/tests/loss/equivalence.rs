@@ -11,6 +11,37 @@ use lmsoftmax_loss::{
 
 use crate::common::{IMPLEMENTATIONS, assert_close, device, pseudo_random, run, to_f64};
 
+/// The same f64 batch through the composed and the fused implementation.
+fn composed_and_fused(
+    cfg: &LargeMarginInSoftmaxLossConfig,
+    shape: &[usize],
+    z: &[f64],
+    y: &[i64],
+    upstream: Option<&[f64]>,
+) -> (crate::common::Outcome, crate::common::Outcome) {
+    let with = |imp| cfg.clone().with_implementation(imp);
+    (
+        run(
+            &with(LossImplementation::Composed),
+            shape,
+            z,
+            y,
+            upstream,
+            DType::F64,
+        )
+        .unwrap(),
+        run(
+            &with(LossImplementation::Fused),
+            shape,
+            z,
+            y,
+            upstream,
+            DType::F64,
+        )
+        .unwrap(),
+    )
+}
+
 fn burn_ce(
     z: &[f64],
     y: &[i64],
@@ -98,25 +129,7 @@ fn implementations_agree_on_spatial_input_with_every_option() {
             .with_label_smoothing(0.05)
             .with_reduction(reduction);
         let u = (reduction == LossReduction::None).then_some(&up[..]);
-        let a = run(
-            &cfg.clone()
-                .with_implementation(LossImplementation::Composed),
-            &shape,
-            &z,
-            &y,
-            u,
-            DType::F64,
-        )
-        .unwrap();
-        let b = run(
-            &cfg.with_implementation(LossImplementation::Fused),
-            &shape,
-            &z,
-            &y,
-            u,
-            DType::F64,
-        )
-        .unwrap();
+        let (a, b) = composed_and_fused(&cfg, &shape, &z, &y, u);
         assert_close("loss", &b.loss, &a.loss, 1e-12, 1e-14);
         assert_close("grad", &b.grad, &a.grad, 1e-10, 1e-14);
     }
@@ -215,25 +228,7 @@ fn implementations_agree_on_a_batch_split_over_threads() {
             .with_deg_logit(Some(0.5))
             .with_reduction(reduction);
         let u = (reduction == LossReduction::None).then_some(&up[..]);
-        let a = run(
-            &cfg.clone()
-                .with_implementation(LossImplementation::Composed),
-            &[n, c],
-            &z,
-            &y,
-            u,
-            DType::F64,
-        )
-        .unwrap();
-        let b = run(
-            &cfg.with_implementation(LossImplementation::Fused),
-            &[n, c],
-            &z,
-            &y,
-            u,
-            DType::F64,
-        )
-        .unwrap();
+        let (a, b) = composed_and_fused(&cfg, &[n, c], &z, &y, u);
         assert_close("loss", &b.loss, &a.loss, 1e-11, 1e-14);
         assert_close("grad", &b.grad, &a.grad, 1e-9, 1e-14);
     }

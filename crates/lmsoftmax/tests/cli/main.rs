@@ -235,33 +235,37 @@ fn download_from_an_unreachable_mirror_is_a_clear_error() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A tiny synthetic training run's arguments (small_cnn, 2 epochs, a few hundred images).
+/// `train` on tiny synthetic data with a half-width small_cnn, no progress bars.
+const TINY_RUN: [&str; 12] = [
+    "train",
+    "--dataset",
+    "synthetic",
+    "--synthetic-train",
+    "256",
+    "--synthetic-test",
+    "64",
+    "--arch",
+    "small_cnn",
+    "--width",
+    "0.5",
+    "--quiet",
+];
+
+/// A tiny training run's arguments: [`TINY_RUN`] with the large-margin config over 2 epochs.
 fn tiny_train(out: &std::path::Path) -> Vec<String> {
-    [
-        "train",
-        "--dataset",
-        "synthetic",
-        "--synthetic-train",
-        "256",
-        "--synthetic-test",
-        "64",
-        "--arch",
-        "small_cnn",
-        "--width",
-        "0.5",
-        "--config-name",
-        "layer13_largemargin",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "64",
-        "--quiet",
-        "--out-dir",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([out.to_str().unwrap().to_string()])
-    .collect()
+    TINY_RUN
+        .iter()
+        .chain(&[
+            "--config-name",
+            "layer13_largemargin",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+        ])
+        .map(|s| s.to_string())
+        .chain(["--out-dir".to_string(), out.to_str().unwrap().to_string()])
+        .collect()
 }
 
 #[test]
@@ -541,21 +545,8 @@ fn a_diverging_run_stops_with_the_epoch_and_batch() {
     .unwrap();
     let out = dir.path().join("run");
     let res = lmsoftmax()
-        .args([
-            "train",
-            "--dataset",
-            "synthetic",
-            "--synthetic-train",
-            "256",
-            "--synthetic-test",
-            "64",
-            "--arch",
-            "small_cnn",
-            "--width",
-            "0.5",
-            "--quiet",
-            "--config",
-        ])
+        .args(TINY_RUN)
+        .arg("--config")
         .arg(&config)
         .arg("--out-dir")
         .arg(&out)
