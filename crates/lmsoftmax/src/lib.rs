@@ -7,4 +7,6 @@
 
 pub mod bench;
 pub mod dataset_info;
+pub mod device;
+pub mod report;
 pub mod train;

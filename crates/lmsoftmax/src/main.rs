@@ -10,8 +10,12 @@ use clap::{Args, Parser, Subcommand};
 use lmsoftmax::bench::loss::{LossPath, REFERENCE_SHAPES, TABLE_HEADER, measure_paths, table_row};
 use lmsoftmax::bench::train_step::StepLoss;
 use lmsoftmax::dataset_info::dataset_info;
+use lmsoftmax::device::{gpu_index, parse_device};
+use lmsoftmax::report::report;
 use lmsoftmax::train::demo::{DemoOptions, demo, table};
-use lmsoftmax::train::{LossKind, TrainConfig, TrainOptions, evaluate_checkpoint, train};
+use lmsoftmax::train::{
+    LossKind, TrainConfig, TrainOptions, evaluate_checkpoint, evaluate_run, train,
+};
 use lmsoftmax_data::download::{Archive, download_and_extract};
 use lmsoftmax_data::{
     Cifar, Dataset, DatasetName, FolderOptions, OpenOptions, SyntheticSpec, open_dataset,
@@ -36,42 +40,78 @@ enum Command {
     /// The networks: name, parameters at the usual class count, input size, forward GMACs.
     Models(ModelsArgs),
     /// Train a network (the flags of the official cifar_train.py, kebab-case).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate a checkpoint on a dataset's test split: errors, loss, margin statistics.
     Eval(EvalArgs),
     /// The shipped training configurations.
     Configs,
     /// Softmax vs the large-margin loss, a few seeds each, on synthetic data (or --data CIFAR-10).
     Demo(DemoArgs),
+    /// The paper's table (final and best top-1 error, mean ± std over seeds) and figures from
+    /// training folders.
+    Report(ReportArgs),
 }
 
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Training folders (or folders holding them, as `lmsoftmax demo` writes).
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Where the figures go.
+    #[arg(long, default_value = "lmsoftmax-report")]
+    out_dir: PathBuf,
+    /// End with one JSON object (the table's numbers and the figures' paths).
+    #[arg(long)]
+    json: bool,
+}
+
+/// The flags of the official cifar_train.py and imagenet_train.py (kebab-case, same defaults;
+/// where the two scripts differ the default follows `--dataset`), plus ours.
 #[derive(Debug, Args)]
 struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Network (see `lmsoftmax models`).
-    #[arg(short = 'a', long, default_value = "layer13")]
-    arch: String,
-    /// A shipped configuration (see `lmsoftmax configs`).
-    #[arg(long, default_value = "layer13_largemargin", conflicts_with = "config")]
-    config_name: String,
+    /// Network (see `lmsoftmax models`) [default: layer13; vgg16bow_bn for imagenet].
+    #[arg(short = 'a', long)]
+    arch: Option<String>,
+    /// A shipped configuration (see `lmsoftmax configs`) [default: layer13_largemargin;
+    /// imagenet_largemargin for imagenet].
+    #[arg(long, conflicts_with = "config")]
+    config_name: Option<String>,
     /// A TOML configuration file instead of a shipped one.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Output folder for metrics, checkpoints and the resolved config.
+    /// Output folder for metrics, checkpoints, figures and the resolved config.
     #[arg(long, default_value = "./")]
     out_dir: PathBuf,
-    /// Seed of initialisation, shuffling and augmentation.
+    /// Seed of initialisation, shuffling, augmentation and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Data worker threads.
-    #[arg(short = 'j', long, default_value_t = 2)]
-    workers: usize,
+    /// Data worker threads [default: 6; 12 for imagenet].
+    #[arg(short = 'j', long)]
+    workers: Option<usize>,
+    /// First epoch (0-based) of a fresh run; a resumed run continues from its checkpoint.
+    #[arg(long, default_value_t = 0)]
+    start_epoch: usize,
+    /// With --quiet: log the running loss and error every N iterations (0: only per epoch).
+    #[arg(short = 'p', long, default_value_t = 100)]
+    print_freq: usize,
+    /// File name (inside --out-dir) of the training-curve figure. Written as PNG: a name ending
+    /// in .pdf gets .png instead.
+    #[arg(long, default_value = "train_epochs.pdf")]
+    pdf_filename: String,
+    /// Keep only the last and the best checkpoints (default: also one per epoch,
+    /// checkpoint-epoch{N}.ckpt, as the official script).
+    #[arg(long)]
+    save_last_checkpoint: bool,
+    /// Evaluate once on the test split and exit (the model of --resume, else the untrained one).
+    #[arg(short = 'e', long)]
+    evaluate: bool,
     /// Epochs (respaces the learning-rate schedule over them).
     #[arg(long)]
     epochs: Option<usize>,
     /// Batch size (overrides the config).
-    #[arg(long)]
+    #[arg(short = 'b', long)]
     batch_size: Option<usize>,
     /// Loss (overrides the config).
     #[arg(long, value_enum)]
@@ -82,15 +122,19 @@ struct TrainArgs {
     /// Channel-width multiplier of the network.
     #[arg(long, default_value_t = 1.0)]
     width: f32,
-    /// Continue the run in --out-dir (or in the folder given) from its last checkpoint.
-    #[arg(long, num_args = 0..=1, value_name = "DIR")]
+    /// Continue a run: a run folder (default: --out-dir) or a checkpoint file.
+    #[arg(long, num_args = 0..=1, value_name = "DIR|FILE")]
     resume: Option<Option<PathBuf>>,
     /// Replace a different run already in --out-dir.
     #[arg(long)]
     overwrite: bool,
-    /// Device: cpu (the flex backend; GPU backends come with cargo features).
+    /// Device: cpu (the flex backend), or cuda[:N], rocm[:N], wgpu[:N] in a binary built with
+    /// that cargo feature.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// The official single-GPU flag: GPU N of the GPU backend compiled in.
+    #[arg(long, conflicts_with = "device")]
+    gpu: Option<usize>,
     /// Logs only, no progress bars.
     #[arg(long)]
     quiet: bool,
@@ -104,6 +148,9 @@ struct EvalArgs {
     /// A checkpoint written by `lmsoftmax train` (checkpoint-last.ckpt or checkpoint-best.ckpt).
     #[arg(long)]
     checkpoint: PathBuf,
+    /// Device: cpu, or cuda[:N], rocm[:N], wgpu[:N] with that cargo feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
     #[command(flatten)]
     data: DataArgs,
     /// Images per batch.
@@ -193,13 +240,14 @@ enum DatasetCommand {
 }
 
 /// Where the data comes from (shared by every command that reads a dataset).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct DataArgs {
     /// cifar10, cifar100, mnist (also kmnist, mnist-format), fashion-mnist, imagefolder, imagenet,
-    /// synthetic.
+    /// synthetic [train's default: cifar100, as the official cifar_train.py].
     #[arg(long)]
-    dataset: String,
-    /// The folder holding the dataset (not needed for synthetic).
+    dataset: Option<String>,
+    /// The folder holding the dataset (not needed for synthetic) [train's default: ./datasets/,
+    /// ./datasets/imagenet12/images/ for imagenet].
     #[arg(long)]
     data: Option<PathBuf>,
     /// ImageFolder/ImageNet: skip (and count) images that cannot be read instead of failing.
@@ -227,8 +275,15 @@ struct DataArgs {
 }
 
 impl DataArgs {
+    /// The dataset's name; commands other than `train` need `--dataset`.
+    fn name(&self) -> Result<&str> {
+        self.dataset
+            .as_deref()
+            .context("--dataset is required: cifar10, cifar100, mnist, fashion-mnist, imagefolder, imagenet or synthetic")
+    }
+
     fn open(&self) -> Result<Dataset> {
-        let name: DatasetName = self.dataset.parse()?;
+        let name: DatasetName = self.name()?.parse()?;
         if self.download {
             let which = match name {
                 DatasetName::Cifar10 => Cifar::Ten,
@@ -368,7 +423,7 @@ fn bench_loss(args: &BenchLossArgs) -> Result<()> {
 
 fn dataset_info_cmd(args: &DatasetInfoArgs) -> Result<()> {
     let data = args.data.open()?;
-    let info = dataset_info(&args.data.dataset, &data)?;
+    let info = dataset_info(args.data.name()?, &data)?;
     println!("dataset      {}", info.dataset);
     println!("train        {} images", info.train);
     println!("test         {} images", info.test);
@@ -486,18 +541,38 @@ fn bench_train_step(a: &BenchTrainStepArgs) -> Result<()> {
 }
 
 fn train_cmd(a: &TrainArgs) -> Result<()> {
-    if a.device != "cpu" {
-        bail!(
-            "--device {}: this build has the CPU backend only (flex); GPU backends are cargo features",
-            a.device
-        );
+    let mut data_args = a.data.clone();
+    let dataset = data_args
+        .dataset
+        .get_or_insert_with(|| "cifar100".into())
+        .clone();
+    let imagenet = dataset == "imagenet";
+    if data_args.data.is_none() && dataset != "synthetic" {
+        data_args.data = Some(PathBuf::from(if imagenet {
+            "./datasets/imagenet12/images/"
+        } else {
+            "./datasets/"
+        }));
     }
+    let arch = a
+        .arch
+        .clone()
+        .unwrap_or_else(|| if imagenet { "vgg16bow_bn" } else { "layer13" }.into());
+    let device = match a.gpu {
+        Some(index) => gpu_index(index)?,
+        None => parse_device(&a.device)?,
+    };
     let mut config = match &a.config {
         Some(path) => TrainConfig::from_toml(
             &std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?,
-        )?,
-        None => TrainConfig::builtin(&a.config_name)?,
+        )
+        .with_context(|| format!("in {}", path.display()))?,
+        None => TrainConfig::builtin(a.config_name.as_deref().unwrap_or(if imagenet {
+            "imagenet_largemargin"
+        } else {
+            "layer13_largemargin"
+        }))?,
     };
     if let Some(e) = a.epochs {
         if e == 0 {
@@ -511,36 +586,80 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
         }
         config.batch_size = b;
     }
-    if let Some(l) = a.loss {
+    // an override of the loss shows in the config's name, so that `report` tells the runs apart
+    if let Some(l) = a.loss.filter(|&l| l != config.loss) {
         config.loss = l;
+        config.name = format!(
+            "{}+{}",
+            config.name,
+            match l {
+                LossKind::Softmax => "softmax",
+                LossKind::LargeMargin => "large-margin",
+            }
+        );
     }
     if let Some(l) = a.reg_lambda {
         if l.is_nan() || l < 0.0 {
             bail!("--reg-lambda must be >= 0");
         }
+        if l != config.reg_lambda && config.loss == LossKind::LargeMargin {
+            config.name = format!("{}+lambda{l}", config.name);
+        }
         config.reg_lambda = l;
     }
-    let out_dir = match &a.resume {
-        Some(Some(dir)) => dir.clone(),
-        _ => a.out_dir.clone(),
-    };
-    if a.resume.is_some() && !out_dir.join("checkpoint-last.ckpt").exists() {
-        bail!("--resume: no checkpoint-last.ckpt in {}", out_dir.display());
+    if a.start_epoch >= config.epochs {
+        bail!(
+            "--start-epoch {} is past the last epoch of {} (epochs 0..{})",
+            a.start_epoch,
+            config.name,
+            config.epochs
+        );
     }
-    let data = a.data.open()?;
-    let opts = TrainOptions {
-        arch: a.arch.clone(),
-        width: a.width,
-        config,
-        out_dir,
-        seed: a.seed,
-        workers: a.workers,
-        quiet: a.quiet,
-        resume: a.resume.is_some(),
-        overwrite: a.overwrite,
-        stop_after: a.stop_after,
+    let (out_dir, resume_from) = match &a.resume {
+        Some(Some(path)) if path.is_file() => (a.out_dir.clone(), Some(path.clone())),
+        Some(Some(path)) if path.is_dir() => (path.clone(), None),
+        Some(Some(path)) => bail!("--resume: no checkpoint found at {}", path.display()),
+        _ => (a.out_dir.clone(), None),
     };
+    let data = data_args.open()?;
+    let mut opts = TrainOptions::new(&dataset, &arch, config, out_dir);
+    opts.width = a.width;
+    opts.seed = a.seed;
+    opts.workers = a.workers.unwrap_or(if imagenet { 12 } else { 6 });
+    opts.quiet = a.quiet;
+    opts.resume = a.resume.is_some();
+    opts.overwrite = a.overwrite;
+    opts.stop_after = a.stop_after;
+    opts.device = device;
+    opts.start_epoch = a.start_epoch;
+    opts.print_freq = a.print_freq;
+    opts.keep_epoch_checkpoints = !a.save_last_checkpoint;
+    opts.curves_file = Some(match a.pdf_filename.strip_suffix(".pdf") {
+        Some(stem) => format!("{stem}.png"),
+        None => a.pdf_filename.clone(),
+    });
+    opts.resume_from = resume_from;
+    if a.evaluate {
+        let s = evaluate_run(&opts, &data)?;
+        println!(
+            " * Err@1 {:.3} Err@5 {:.3} Loss {:.4} ({} test images)",
+            s.top1_err, s.top5_err, s.loss, s.images
+        );
+        return Ok(());
+    }
     train(&opts, &data)?;
+    Ok(())
+}
+
+fn report_cmd(a: &ReportArgs) -> Result<()> {
+    let r = report(&a.runs, &a.out_dir)?;
+    print!("{}", r.markdown);
+    for f in &r.figures {
+        eprintln!("wrote {}", f.display());
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    }
     Ok(())
 }
 
@@ -549,7 +668,8 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
         bail!("--batch-size must be >= 1");
     }
     let data = a.data.open()?;
-    let (what, s) = evaluate_checkpoint(&a.checkpoint, &data, a.batch_size, a.workers)?;
+    let device = parse_device(&a.device)?;
+    let (what, s) = evaluate_checkpoint(&a.checkpoint, &data, a.batch_size, a.workers, &device)?;
     println!("{what}, {} test images", s.images);
     println!(
         "top-1 error {:.3}%  top-5 error {:.3}%  loss {:.4}\nmargin mean {:.4}  p10 {:.4}  p50 {:.4}  p90 {:.4}  non-target entropy {:.4}",
@@ -585,6 +705,12 @@ fn demo_cmd(a: &DemoArgs) -> Result<()> {
         )?,
     };
     let opts = DemoOptions {
+        dataset: if a.data.is_some() {
+            "cifar10"
+        } else {
+            "synthetic"
+        }
+        .into(),
         arch: a.arch.clone(),
         width: a.width,
         epochs: a.epochs,
@@ -610,9 +736,16 @@ fn demo_cmd(a: &DemoArgs) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     print!("{}", table(&rows));
+    let figures = report(std::slice::from_ref(&a.out_dir), &a.out_dir.join("figures"))?;
     println!(
-        "\nruns, metrics.csv and checkpoints: {}",
-        a.out_dir.display()
+        "\nruns, metrics.csv and checkpoints: {}\nfigures: {}",
+        a.out_dir.display(),
+        figures
+            .figures
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }
@@ -626,6 +759,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train_cmd(&args),
         Command::Demo(args) => demo_cmd(&args),
         Command::Eval(args) => eval_cmd(&args),
+        Command::Report(args) => report_cmd(&args),
         Command::Configs => {
             for (name, _) in lmsoftmax::train::config::BUILTIN {
                 let c = TrainConfig::builtin(name)?;

@@ -12,6 +12,8 @@ use super::run::{TrainOptions, train};
 /// Demo settings.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
+    /// Dataset name (recorded in each run's `run.json`).
+    pub dataset: String,
     /// Network.
     pub arch: String,
     /// Width multiplier.
@@ -71,18 +73,18 @@ pub fn demo(opts: &DemoOptions, data: &Dataset) -> Result<Vec<DemoRow>> {
             entropy: vec![],
         };
         for seed in 0..opts.seeds as u64 {
-            let run = TrainOptions {
-                arch: opts.arch.clone(),
-                width: opts.width,
-                config: config.clone(),
-                out_dir: opts.out_dir.join(format!("{name}-seed{seed}")),
-                seed,
-                workers: opts.workers,
-                quiet: opts.quiet,
-                resume: false,
-                overwrite: true,
-                stop_after: None,
-            };
+            let mut run = TrainOptions::new(
+                &opts.dataset,
+                &opts.arch,
+                config.clone(),
+                opts.out_dir.join(format!("{name}-seed{seed}")),
+            );
+            run.width = opts.width;
+            run.seed = seed;
+            run.workers = opts.workers;
+            run.quiet = opts.quiet;
+            run.print_freq = 0;
+            run.overwrite = true;
             let summary = train(&run, data)?;
             let last = summary.rows.last().expect("at least one epoch");
             eprintln!(

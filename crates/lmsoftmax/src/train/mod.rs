@@ -7,5 +7,6 @@ pub mod run;
 
 pub use config::{LossKind, TrainConfig};
 pub use run::{
-    COLUMNS, EpochRow, EvalStats, RunSummary, TrainOptions, evaluate, evaluate_checkpoint, train,
+    COLUMNS, EpochRow, EvalStats, RunMeta, RunSummary, TrainOptions, evaluate, evaluate_checkpoint,
+    evaluate_margins, evaluate_run, train,
 };

@@ -25,6 +25,8 @@ use super::config::{LossKind, TrainConfig};
 /// What a run needs besides the data.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
+    /// Dataset name (recorded in `run.json` for `lmsoftmax report`).
+    pub dataset: String,
     /// Network name.
     pub arch: String,
     /// Channel-width multiplier.
@@ -45,6 +47,79 @@ pub struct TrainOptions {
     pub overwrite: bool,
     /// Stop after this many epochs of this invocation (tests of resume; `None`: to the end).
     pub stop_after: Option<usize>,
+    /// The device (without autodiff; training adds it).
+    pub device: Device,
+    /// First epoch (0-based) of a fresh run, as the official `--start-epoch`.
+    pub start_epoch: usize,
+    /// With `quiet`: a log line every this many iterations (0: none), as the official `-p`.
+    pub print_freq: usize,
+    /// Keep `checkpoint-epoch{N}.ckpt` for every epoch (the official default); `false` keeps only
+    /// the last and the best (the official `--save-last-checkpoint`).
+    pub keep_epoch_checkpoints: bool,
+    /// File name (inside `out_dir`) of the per-run training-curve figure (PNG); `None`: none.
+    pub curves_file: Option<String>,
+    /// Resume from this checkpoint file instead of `out_dir/checkpoint-last.ckpt`.
+    pub resume_from: Option<PathBuf>,
+}
+
+impl TrainOptions {
+    /// Options with the defaults of the command line: seed 0, two workers, width 1, CPU, no
+    /// resume, keep only the last and best checkpoints, curves in `train_epochs.png`.
+    ///
+    /// ```
+    /// use lmsoftmax::train::{TrainConfig, TrainOptions};
+    /// let opts = TrainOptions::new("synthetic", "small_cnn", TrainConfig::builtin("layer13").unwrap(), "runs/a");
+    /// assert_eq!((opts.seed, opts.width, opts.start_epoch), (0, 1.0, 0));
+    /// ```
+    pub fn new(
+        dataset: &str,
+        arch: &str,
+        config: TrainConfig,
+        out_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            dataset: dataset.into(),
+            arch: arch.into(),
+            width: 1.0,
+            config,
+            out_dir: out_dir.into(),
+            seed: 0,
+            workers: 2,
+            quiet: false,
+            resume: false,
+            overwrite: false,
+            stop_after: None,
+            device: Device::flex(),
+            start_epoch: 0,
+            print_freq: 100,
+            keep_epoch_checkpoints: false,
+            curves_file: Some("train_epochs.png".into()),
+            resume_from: None,
+        }
+    }
+}
+
+/// What `run.json` records about a run: enough for `lmsoftmax report` to group runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    /// Dataset name.
+    pub dataset: String,
+    /// Network.
+    pub arch: String,
+    /// Width multiplier.
+    pub width: f32,
+    /// Seed.
+    pub seed: u64,
+    /// Configuration name.
+    pub config: String,
+    /// Loss.
+    pub loss: LossKind,
+    /// Lambda of the regulariser (0 for softmax).
+    pub reg_lambda: f64,
+    /// Epochs configured.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch_size: usize,
 }
 
 /// One metrics row (errors in percent).
@@ -174,7 +249,22 @@ pub fn evaluate(
     loss: &LargeMarginInSoftmaxLoss,
     cfg: LoaderConfig,
 ) -> Result<EvalStats> {
-    let plain = Device::flex();
+    Ok(evaluate_margins(model, data, loss, cfg, &Device::flex())?.0)
+}
+
+/// As [`evaluate`] on `device`, also returning every test image's margin `z_y - max_{j!=y} z_j`
+/// in test-set order.
+///
+/// # Errors
+/// Data or loss errors.
+pub fn evaluate_margins(
+    model: &Network,
+    data: &Dataset,
+    loss: &LargeMarginInSoftmaxLoss,
+    cfg: LoaderConfig,
+    device: &Device,
+) -> Result<(EvalStats, Vec<f64>)> {
+    let plain = device.clone();
     let (mut n, mut total_loss, mut e1, mut e5, mut entropy) = (0usize, 0f64, 0usize, 0usize, 0f64);
     let mut margins: Vec<f64> = Vec::with_capacity(data.test.len());
     for batch in epoch_batches(data.test.clone(), cfg, 0) {
@@ -208,7 +298,7 @@ pub fn evaluate(
             .copied()
             .unwrap_or(f64::NAN)
     };
-    Ok(EvalStats {
+    let stats = EvalStats {
         images: n,
         loss: total_loss / count,
         top1_err: 100.0 * e1 as f64 / count,
@@ -216,7 +306,8 @@ pub fn evaluate(
         mean_margin: margins.iter().sum::<f64>() / count,
         margin_quantiles: [q(0.1), q(0.5), q(0.9)],
         nontarget_entropy: entropy / count,
-    })
+    };
+    Ok((stats, margins))
 }
 
 /// Loads a checkpoint's network for `data` and evaluates it on the test split.
@@ -228,10 +319,11 @@ pub fn evaluate_checkpoint(
     data: &Dataset,
     batch_size: usize,
     workers: usize,
+    device: &Device,
 ) -> Result<(String, EvalStats)> {
     let parts = checkpoint::read(path)?;
     let state: RunState = serde_json::from_slice(&parts.state).context("checkpoint run state")?;
-    let plain = Device::flex();
+    let plain = device.clone();
     let [c, _, _] = data.test.output_shape();
     let model =
         lmsoftmax_models::build(&state.arch, c, data.class_names.len(), state.width, &plain)?;
@@ -261,7 +353,7 @@ pub fn evaluate_checkpoint(
             state.config.name,
             state.rows.len()
         ),
-        evaluate(&model.valid(), data, &loss, cfg)?,
+        evaluate_margins(&model.valid(), data, &loss, cfg, &plain)?.0,
     ))
 }
 
@@ -335,29 +427,39 @@ fn save(
     checkpoint::write(path, &parts)
 }
 
-/// Trains (or resumes) a run; writes everything into `opts.out_dir`.
-///
-/// # Errors
-/// Bad options, data errors, a non-finite loss (with epoch and batch), I/O errors.
-pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
-    let out = &opts.out_dir;
-    let last = out.join("checkpoint-last.ckpt");
-    let best_path = out.join("checkpoint-best.ckpt");
-    if !opts.resume && !opts.overwrite && (last.exists() || out.join("metrics.csv").exists()) {
-        bail!(
-            "{} already holds a run: pass --resume to continue it or --overwrite to replace it",
-            out.display()
-        );
-    }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+/// The seed of the device's random stream (dropout) for `epoch`: a function of the run's seed and
+/// the epoch only, so a resumed run draws the same masks as an uninterrupted one.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    let mut z = seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
 
-    let device = Device::flex().autodiff();
-    let plain = Device::flex();
+/// Files a run writes into its folder (removed by `--overwrite` before a new run starts).
+fn is_run_file(name: &str) -> bool {
+    matches!(
+        name,
+        "metrics.csv"
+            | "metrics.jsonl"
+            | "summary.txt"
+            | "run.json"
+            | "config.toml"
+            | "test-margins.txt"
+    ) || (name.starts_with("checkpoint-") && (name.ends_with(".ckpt") || name.ends_with(".tmp")))
+}
+
+/// A freshly initialised network, the optimizer, and the state of a new run.
+fn fresh(
+    opts: &TrainOptions,
+    data: &Dataset,
+    device: &Device,
+) -> Result<(Network, burn::optim::ModuleOptimizer, RunState)> {
     device.seed(opts.seed);
     let [c, _, _] = data.train.output_shape();
     let classes = data.class_names.len();
-    let mut model = lmsoftmax_models::build(&opts.arch, c, classes, opts.width, &device)?;
-    let mut optim = SgdConfig::new()
+    let model = lmsoftmax_models::build(&opts.arch, c, classes, opts.width, device)?;
+    let optim = SgdConfig::new()
         .with_momentum(Some(
             MomentumConfig::new()
                 .with_momentum(opts.config.momentum)
@@ -367,41 +469,150 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
             opts.config.weight_decay as f32,
         )))
         .init();
-    let mut state = RunState {
+    let state = RunState {
         arch: opts.arch.clone(),
         width: opts.width,
         seed: opts.seed,
         config: opts.config.clone(),
         rows: Vec::new(),
     };
-    if opts.resume && last.exists() {
-        let parts = checkpoint::read(&last)?;
-        let saved: RunState =
-            serde_json::from_slice(&parts.state).context("checkpoint run state")?;
-        if saved.arch != opts.arch
-            || saved.config != opts.config
-            || saved.seed != opts.seed
-            || saved.width != opts.width
-        {
-            bail!(
-                "--resume: {} was trained with arch {} width {} seed {} config '{}'; give the same options",
-                last.display(),
-                saved.arch,
-                saved.width,
-                saved.seed,
-                saved.config.name
+    Ok((model, optim, state))
+}
+
+/// Loads `path` into the pieces [`fresh`] made, after checking it belongs to the same run.
+fn restore(
+    path: &Path,
+    opts: &TrainOptions,
+    (model, optim, _): (Network, burn::optim::ModuleOptimizer, RunState),
+) -> Result<(Network, burn::optim::ModuleOptimizer, RunState)> {
+    let parts = checkpoint::read(path)?;
+    let saved: RunState = serde_json::from_slice(&parts.state).context("checkpoint run state")?;
+    if saved.arch != opts.arch
+        || saved.config != opts.config
+        || saved.seed != opts.seed
+        || saved.width != opts.width
+    {
+        bail!(
+            "--resume: {} was trained with arch {} width {} seed {} config '{}'; give the same options",
+            path.display(),
+            saved.arch,
+            saved.width,
+            saved.seed,
+            saved.config.name
+        );
+    }
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(parts.model))
+        .context("checkpoint model record")?;
+    let model = model
+        .try_load_record(record)
+        .context("loading the model from the checkpoint")?;
+    let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(parts.optimizer))
+        .context("checkpoint optimizer record")?;
+    Ok((model, optim.load_record(record), saved))
+}
+
+/// Evaluates the model of a run once and returns the statistics, as the official `--evaluate`:
+/// the checkpoint given by `resume_from` (or `out_dir`'s last one with `resume`), else the
+/// freshly initialised network.
+///
+/// # Errors
+/// A corrupt or foreign checkpoint, data errors.
+pub fn evaluate_run(opts: &TrainOptions, data: &Dataset) -> Result<EvalStats> {
+    let device = opts.device.clone().autodiff();
+    let mut pieces = fresh(opts, data, &device)?;
+    let from = opts.resume_from.clone().or_else(|| {
+        opts.resume
+            .then(|| opts.out_dir.join("checkpoint-last.ckpt"))
+    });
+    if let Some(path) = from {
+        pieces = restore(&path, opts, pieces)?;
+    }
+    let loss = loss_module(&opts.config, &opts.device)?;
+    let cfg = LoaderConfig {
+        batch_size: opts.config.batch_size,
+        shuffle: false,
+        seed: opts.seed,
+        workers: opts.workers,
+        prefetch: 2 * opts.workers.max(1),
+    };
+    Ok(evaluate_margins(&pieces.0.valid(), data, &loss, cfg, &opts.device)?.0)
+}
+
+/// Trains (or resumes) a run; writes everything into `opts.out_dir`.
+///
+/// Per epoch, in this order: `metrics.csv`/`metrics.jsonl`, `test-margins.txt`, the epoch and
+/// best checkpoints, then `checkpoint-last.ckpt`, each atomically; a run killed anywhere resumes
+/// from the last checkpoint and rewrites the same rows and files.
+///
+/// # Errors
+/// Bad options, data errors, a non-finite loss (with epoch and batch), I/O errors (a full disk is
+/// named as such; files already written stay intact).
+pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
+    let out = &opts.out_dir;
+    let last = out.join("checkpoint-last.ckpt");
+    let best_path = out.join("checkpoint-best.ckpt");
+    let started = out.join("run.json").exists();
+    if !opts.resume
+        && !opts.overwrite
+        && (last.exists() || out.join("metrics.csv").exists() || started)
+    {
+        bail!(
+            "{} already holds a run: pass --resume to continue it or --overwrite to replace it",
+            out.display()
+        );
+    }
+    if opts.overwrite && !opts.resume && out.is_dir() {
+        for entry in std::fs::read_dir(out)? {
+            let entry = entry?;
+            if entry.file_name().to_str().is_some_and(is_run_file) {
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+
+    let plain = opts.device.clone();
+    let device = plain.clone().autodiff();
+    let (mut model, mut optim, mut state) = fresh(opts, data, &device)?;
+    let resume_path = opts
+        .resume_from
+        .clone()
+        .or_else(|| (opts.resume && last.exists()).then(|| last.clone()));
+    match resume_path {
+        Some(path) => (model, optim, state) = restore(&path, opts, (model, optim, state))?,
+        None if opts.resume && opts.resume_from.is_none() => {
+            if !started {
+                bail!(
+                    "--resume: no checkpoint found in {} (and no run was started there)",
+                    out.display()
+                );
+            }
+            eprintln!(
+                "=> no checkpoint yet in {}: the run starts again from its first epoch",
+                out.display()
             );
         }
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(parts.model))
-            .context("checkpoint model record")?;
-        model = model
-            .try_load_record(record)
-            .context("loading the model from the checkpoint")?;
-        let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(parts.optimizer))
-            .context("checkpoint optimizer record")?;
-        optim = optim.load_record(record);
-        state = saved;
+        None => {}
     }
+    let meta = RunMeta {
+        dataset: opts.dataset.clone(),
+        arch: opts.arch.clone(),
+        width: opts.width,
+        seed: opts.seed,
+        config: opts.config.name.clone(),
+        loss: opts.config.loss,
+        reg_lambda: match opts.config.loss {
+            LossKind::Softmax => 0.0,
+            LossKind::LargeMargin => opts.config.reg_lambda,
+        },
+        epochs: opts.config.epochs,
+        batch_size: opts.config.batch_size,
+    };
+    checkpoint::write_atomic(
+        &out.join("run.json"),
+        serde_json::to_string_pretty(&meta)?.as_bytes(),
+    )?;
     let resolved = toml::to_string(&opts.config)?;
     checkpoint::write_atomic(&out.join("config.toml"), resolved.as_bytes())?;
 
@@ -415,11 +626,12 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
         workers: opts.workers,
         prefetch: 2 * opts.workers.max(1),
     };
-    let first = state.rows.len();
+    let first = state.rows.last().map_or(opts.start_epoch, |r| r.epoch);
     for (done_now, epoch) in (first..cfg.epochs).enumerate() {
         if opts.stop_after.is_some_and(|n| done_now >= n) {
             break;
         }
+        device.seed(epoch_seed(opts.seed, epoch));
         let lr = cfg.lr(epoch);
         let start = Instant::now();
         let batches = lmsoftmax_data::batches_per_epoch(data.train.len(), cfg.batch_size);
@@ -473,16 +685,22 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
             bar.inc(1);
-            bar.set_message(format!(
-                "loss {:.4} err {:.2}%",
-                sum_loss / n as f64,
-                100.0 * wrong as f64 / n as f64
-            ));
+            let (mean_loss, err) = (sum_loss / n as f64, 100.0 * wrong as f64 / n as f64);
+            bar.set_message(format!("loss {mean_loss:.4} err {err:.2}%"));
+            if opts.quiet && opts.print_freq > 0 && b % opts.print_freq == 0 {
+                eprintln!(
+                    "Epoch: [{}][{}/{}]\tLoss {value:.4} ({mean_loss:.4})\tErr@1 {err:.3}",
+                    epoch + 1,
+                    b,
+                    batches
+                );
+            }
         }
         let train_seconds = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
 
-        let test = evaluate(&model.valid(), data, &loss_eval, loader(false))?;
+        let (test, margins) =
+            evaluate_margins(&model.valid(), data, &loss_eval, loader(false), &plain)?;
         let pct = |k: usize, n: usize| 100.0 * k as f64 / n.max(1) as f64;
         let row = EpochRow {
             epoch: epoch + 1,
@@ -499,7 +717,7 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
             seconds: start.elapsed().as_secs_f64(),
             images_per_s: n as f64 / train_seconds,
         };
-        if !opts.quiet {
+        if !opts.quiet || opts.print_freq > 0 {
             eprintln!(
                 "epoch {}/{}: lr {:.6} train loss {:.4} err {:.2}% | test loss {:.4} err@1 {:.2}% err@5 {:.2}% | {:.0} img/s",
                 row.epoch,
@@ -518,16 +736,29 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
             .iter()
             .all(|r| row.test_top1_err <= r.test_top1_err);
         state.rows.push(row);
-        // metrics first, then the checkpoint that covers them: a run killed in between resumes
-        // from the previous checkpoint and rewrites the same rows
+        // Metrics and figures first, then the checkpoints that cover them, `last` at the end: a
+        // run killed in between resumes from the previous `last` and rewrites the same files.
         write_metrics(out, &state.rows)?;
-        save(&last, &state, &model, &optim)?;
+        let margins_text: String = margins.iter().map(|m| format!("{m}\n")).collect();
+        checkpoint::write_atomic(&out.join("test-margins.txt"), margins_text.as_bytes())?;
+        if let Some(name) = &opts.curves_file {
+            crate::report::plots::run_curves(&state.rows, &cfg.name, &out.join(name))?;
+        }
+        if opts.keep_epoch_checkpoints {
+            save(
+                &out.join(format!("checkpoint-epoch{}.ckpt", epoch + 1)),
+                &state,
+                &model,
+                &optim,
+            )?;
+        }
         if is_best {
             save(&best_path, &state, &model, &optim)?;
         }
+        save(&last, &state, &model, &optim)?;
     }
     let best = best_of(&state.rows);
-    let finished = state.rows.len() == cfg.epochs;
+    let finished = state.rows.last().is_some_and(|r| r.epoch == cfg.epochs);
     if finished {
         let line = format!(" *BEST* Err@1 {:.3} Err@5 {:.3}", best.0, best.1);
         println!("{line}");

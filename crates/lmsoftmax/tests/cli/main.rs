@@ -2,6 +2,9 @@
 
 use std::process::Command;
 
+mod report;
+mod resume;
+
 fn lmsoftmax() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lmsoftmax"))
 }

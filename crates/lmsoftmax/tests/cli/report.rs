@@ -1,0 +1,216 @@
+//! `lmsoftmax report` on real training folders, and the official flags of `train`.
+
+use std::path::Path;
+
+use super::{TINY_RUN, last_json, lmsoftmax, tiny_train};
+
+/// Final-epoch test top-1 errors of the runs under `root` whose folder name starts with `prefix`,
+/// read from their metrics.csv (column 8).
+fn final_errors(root: &Path, prefix: &str) -> Vec<f64> {
+    let mut dirs: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect();
+    dirs.sort();
+    dirs.iter()
+        .map(|d| {
+            let csv = std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+            csv.lines()
+                .last()
+                .unwrap()
+                .split(',')
+                .nth(7)
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn report_groups_seeds_and_writes_the_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let res = lmsoftmax()
+        .current_dir(dir.path())
+        .args([
+            "demo",
+            "--seeds",
+            "2",
+            "--epochs",
+            "2",
+            "--synthetic-train",
+            "256",
+        ])
+        .args(["--synthetic-test", "64", "--width", "0.5", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let runs = dir.path().join("lmsoftmax-demo");
+    // the demo drew its figures too
+    assert!(runs.join("figures").read_dir().unwrap().count() >= 3);
+
+    let figs = dir.path().join("figs");
+    let res = lmsoftmax()
+        .arg("report")
+        .arg(&runs)
+        .arg("--out-dir")
+        .arg(&figs)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        stdout.starts_with("| dataset | network | config |"),
+        "{stdout}"
+    );
+    let v = last_json(&res);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    // softmax first, then large-margin, each with both seeds; the mean and std are those of
+    // the metrics files
+    for (row, (config, loss)) in rows.iter().zip([
+        ("layer13", "softmax"),
+        ("layer13_largemargin", "large-margin"),
+    ]) {
+        assert_eq!(row["config"], config);
+        assert_eq!(row["loss"], loss);
+        assert_eq!(row["seeds"], serde_json::json!([0, 1]));
+        let want = final_errors(&runs, &format!("{config}-seed"));
+        let got: Vec<f64> = serde_json::from_value(row["final_top1"].clone()).unwrap();
+        assert_eq!(got, want);
+        let mean = (want[0] + want[1]) / 2.0;
+        let std = (want[0] - want[1]).abs() / 2f64.sqrt();
+        let cell = format!("| {mean:.2} ± {std:.2} |");
+        assert!(stdout.contains(&cell), "{cell} not in\n{stdout}");
+    }
+    let figures = v["figures"].as_array().unwrap();
+    assert_eq!(figures.len(), 3, "{v}");
+    for f in figures {
+        let img = image::open(f.as_str().unwrap()).unwrap();
+        assert_eq!((img.width(), img.height()), (1200, 480));
+    }
+
+    // a folder that is not a run is named in the error
+    let res = lmsoftmax().arg("report").arg(&figs).output().unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("run.json"));
+}
+
+#[test]
+fn official_flags_evaluate_start_epoch_and_checkpoint_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let res = lmsoftmax().args(tiny_train(&out)).output().unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    // the official default keeps one checkpoint per epoch, and the curves figure (PNG for .pdf)
+    for f in [
+        "checkpoint-epoch1.ckpt",
+        "checkpoint-epoch2.ckpt",
+        "train_epochs.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    // -e with --resume FILE evaluates that checkpoint: the first epoch's test error
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let first: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    let res = lmsoftmax()
+        .args(tiny_train(&dir.path().join("unused")))
+        .arg("-e")
+        .arg("--resume")
+        .arg(out.join("checkpoint-epoch1.ckpt"))
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    let want: f64 = first[7].parse().unwrap();
+    assert!(
+        stdout.contains(&format!(" * Err@1 {want:.3} ")),
+        "{stdout} vs {want}"
+    );
+    assert!(!dir.path().join("unused").exists());
+
+    // --start-epoch 1 of 2 runs only the last epoch, at the last epoch's learning rate;
+    // --save-last-checkpoint keeps no per-epoch files
+    let late = dir.path().join("late");
+    let res = lmsoftmax()
+        .args(tiny_train(&late))
+        .args(["--start-epoch", "1", "--save-last-checkpoint"])
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let csv = std::fs::read_to_string(late.join("metrics.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].starts_with("2,0.0000999999"), "{}", rows[0]);
+    assert!(!late.join("checkpoint-epoch2.ckpt").exists());
+
+    // --loss overrides show in the config name recorded for `report`
+    let soft = dir.path().join("soft");
+    let res = lmsoftmax()
+        .args(tiny_train(&soft))
+        .args(["--loss", "softmax", "--stop-after", "1"])
+        .output()
+        .unwrap();
+    assert!(res.status.success());
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(soft.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["config"], "layer13_largemargin+softmax");
+    assert_eq!(meta["reg_lambda"], 0.0);
+}
+
+#[test]
+fn device_and_resume_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--gpu", "0"], "CPU backend only"),
+        (&["--device", "cuda:1"], "--features cuda"),
+        (&["--device", "tpu"], "unknown device"),
+        (&["--resume", "/nonexistent/ckpt"], "no checkpoint found"),
+        (&["--start-epoch", "5"], "--start-epoch 5"),
+    ];
+    for (extra, want) in cases {
+        let res = lmsoftmax()
+            .args(TINY_RUN)
+            .args(["--epochs", "2", "--out-dir"])
+            .arg(dir.path().join("x"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(want), "{extra:?}: {stderr}");
+    }
+    // --resume of a folder where no run was ever started
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let res = lmsoftmax()
+        .args(TINY_RUN)
+        .arg("--resume")
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("no checkpoint found"));
+}
