@@ -15,6 +15,7 @@ use crate::vgg::{Vgg, VggConfig, VggHead, VggStyle};
 pub const ARCHITECTURES: &[&str] = &[
     "layer13",
     "small_cnn",
+    "small_cnn_nobn",
     "vgg11orig",
     "vgg11orig_bn",
     "vgg13orig",
@@ -52,7 +53,9 @@ pub const IMAGENET_INPUT: [usize; 3] = [3, 224, 224];
 #[derive(Debug, Clone, Copy)]
 enum Arch {
     Layer13,
-    SmallCnn,
+    SmallCnn {
+        batch_norm: bool,
+    },
     Vgg {
         depth: usize,
         head: VggHead,
@@ -69,7 +72,8 @@ enum Arch {
 fn parse(name: &str) -> Option<Arch> {
     match name {
         "layer13" => return Some(Arch::Layer13),
-        "small_cnn" => return Some(Arch::SmallCnn),
+        "small_cnn" => return Some(Arch::SmallCnn { batch_norm: true }),
+        "small_cnn_nobn" => return Some(Arch::SmallCnn { batch_norm: false }),
         "resnet50" => {
             return Some(Arch::ResNet {
                 groups: 1,
@@ -216,11 +220,12 @@ pub fn build(
                 .with_width(width)
                 .init(device),
         ),
-        Arch::SmallCnn => Network::SmallCnn(
+        Arch::SmallCnn { batch_norm } => Network::SmallCnn(
             SmallCnnConfig::new()
                 .with_in_channels(in_channels)
                 .with_num_classes(num_classes)
                 .with_width(width)
+                .with_batch_norm(batch_norm)
                 .init(device),
         ),
         Arch::Vgg {
@@ -307,13 +312,13 @@ pub fn model_info(
 }
 
 /// Every network at its usual class count and input: `layer13` at 10 and 100 classes and
-/// `small_cnn` at 10 (CIFAR 3x32x32), the ImageNet networks at 1000 classes (3x224x224).
+/// `small_cnn` / `small_cnn_nobn` at 10 (CIFAR 3x32x32), the ImageNet networks at 1000 classes (3x224x224).
 pub fn list() -> Vec<ModelInfo> {
     let mut out = Vec::new();
     for &name in ARCHITECTURES {
         let usual: &[(usize, [usize; 3])] = match name {
             "layer13" => &[(10, CIFAR_INPUT), (100, CIFAR_INPUT)],
-            "small_cnn" => &[(10, CIFAR_INPUT)],
+            "small_cnn" | "small_cnn_nobn" => &[(10, CIFAR_INPUT)],
             _ => &[(1000, IMAGENET_INPUT)],
         };
         for &(classes, input) in usual {

@@ -32,6 +32,10 @@ pub struct SmallCnnConfig {
     /// Channel multiplier: every width becomes `max(1, round(c * width))`.
     #[config(default = 1.0)]
     pub width: f32,
+    /// BatchNorm after every conv (`small_cnn`); without it (`small_cnn_nobn`) a shard of a batch
+    /// gives exactly the rows the whole batch gives, which the data-parallel tests rely on.
+    #[config(default = true)]
+    pub batch_norm: bool,
 }
 
 impl SmallCnnConfig {
@@ -59,7 +63,7 @@ impl SmallCnnConfig {
                     kaiming_normal_fan_out(),
                     device,
                 ),
-                bn: Some(batch_norm(out_ch, 1e-5, device)),
+                bn: self.batch_norm.then(|| batch_norm(out_ch, 1e-5, device)),
             });
             in_ch = out_ch;
         }

@@ -116,3 +116,152 @@ mod tests {
         }
     }
 }
+
+/// Parses a comma-separated device list (`cuda:0,cuda:1`, `cpu,cpu`). Repeating `cpu` runs
+/// several replicas on the one CPU device (threads sharing its cores), which is how the
+/// multi-device path is exercised on machines without GPUs.
+///
+/// # Errors
+/// As [`parse_device`]; an empty list.
+///
+/// ```
+/// let two = lmsoftmax::device::parse_devices("cpu,cpu").unwrap();
+/// assert_eq!(two.len(), 2);
+/// assert!(lmsoftmax::device::parse_devices(" ,").is_err());
+/// ```
+pub fn parse_devices(list: &str) -> Result<Vec<Device>> {
+    let devices = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(parse_device)
+        .collect::<Result<Vec<_>>>()?;
+    if devices.is_empty() {
+        bail!("--devices needs at least one device, e.g. --devices cuda:0,cuda:1");
+    }
+    Ok(devices)
+}
+
+/// The GPUs the official `--multiprocessing-distributed` would use: every visible GPU of the
+/// first GPU backend compiled in (`CUDA_VISIBLE_DEVICES` / `HIP_VISIBLE_DEVICES` when set, else
+/// the devices the driver lists under `/proc/driver/nvidia/gpus`).
+///
+/// # Errors
+/// A binary without GPU backends, or no visible GPU.
+pub fn visible_gpus() -> Result<Vec<Device>> {
+    let Some(kind) = gpu_backends().first().copied() else {
+        bail!(
+            "--multiprocessing-distributed uses every GPU, but this binary has the CPU backend \
+             only; rebuild with `--features cuda` (or rocm, wgpu), or pass --devices cpu,cpu to \
+             run replicas on the CPU"
+        )
+    };
+    let from_env = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .map(|v| v.split(',').filter(|s| !s.trim().is_empty()).count())
+    };
+    let count = match kind {
+        "rocm" => from_env("HIP_VISIBLE_DEVICES"),
+        _ => from_env("CUDA_VISIBLE_DEVICES"),
+    }
+    .or_else(|| {
+        std::fs::read_dir("/proc/driver/nvidia/gpus")
+            .ok()
+            .map(|d| d.count())
+    })
+    .unwrap_or(0);
+    if count == 0 {
+        bail!("--multiprocessing-distributed: no visible {kind} GPU; name them with --devices");
+    }
+    (0..count)
+        .map(|i| parse_device(&format!("{kind}:{i}")))
+        .collect()
+}
+
+/// The official multi-node flags, as cifar_train.py / imagenet_train.py take them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DistFlags {
+    /// `--world-size`: number of nodes (-1: unset; with `env://`, read `WORLD_SIZE`).
+    pub world_size: i64,
+    /// `--rank`: this node's rank (-1: unset; with `env://`, read `RANK`).
+    pub rank: i64,
+    /// `--dist-url`.
+    pub dist_url: String,
+    /// `--dist-backend`.
+    pub dist_backend: String,
+}
+
+/// Checks the multi-node flags: one node (world size -1 or 1, rank -1 or 0) trains here; more
+/// nodes are refused with the reason, since Burn 0.22.1 has no collective operations across
+/// processes or machines.
+///
+/// # Errors
+/// A world size above 1, a rank outside it, an `env://` URL whose variables are not numbers.
+///
+/// ```
+/// use lmsoftmax::device::{DistFlags, check_single_node};
+/// let one = DistFlags { world_size: 1, rank: 0, dist_url: "tcp://127.0.0.1:8080".into(), dist_backend: "nccl".into() };
+/// assert!(check_single_node(&one).is_ok());
+/// let two = DistFlags { world_size: 2, ..one };
+/// assert!(check_single_node(&two).unwrap_err().to_string().contains("one node"));
+/// ```
+pub fn check_single_node(flags: &DistFlags) -> Result<()> {
+    let from_env = |value: i64, var: &str| -> Result<i64> {
+        if value == -1 && flags.dist_url == "env://" {
+            match std::env::var(var) {
+                Ok(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--dist-url env://: {var}={v} is not a number")),
+                Err(_) => Ok(-1),
+            }
+        } else {
+            Ok(value)
+        }
+    };
+    let world = from_env(flags.world_size, "WORLD_SIZE")?;
+    let rank = from_env(flags.rank, "RANK")?;
+    if world > 1 {
+        bail!(
+            "--world-size {world}: training across {world} nodes needs collective operations \
+             between processes, which Burn 0.22.1 does not provide (its multi-node all-reduce, \
+             burn-collective, was last released for Burn 0.21, and Burn 0.22's distributed \
+             context reaches only the devices of one process); train on one node with --devices \
+             (every GPU of the node: --multiprocessing-distributed)"
+        );
+    }
+    if rank > 0 || world == 0 || world < -1 || rank < -1 {
+        bail!("--rank {rank} does not exist in a world of size {world}: use --rank 0 on one node");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod dist_tests {
+    use super::*;
+
+    #[test]
+    fn single_node_flags_pass_and_more_nodes_are_refused() {
+        let flags = |world_size, rank, url: &str| DistFlags {
+            world_size,
+            rank,
+            dist_url: url.into(),
+            dist_backend: "nccl".into(),
+        };
+        assert!(check_single_node(&flags(-1, -1, "tcp://127.0.0.1:8080")).is_ok());
+        assert!(check_single_node(&flags(1, 0, "tcp://127.0.0.1:8080")).is_ok());
+        let err = check_single_node(&flags(4, 2, "tcp://10.0.0.1:23456")).unwrap_err();
+        assert!(err.to_string().contains("Burn 0.22.1"), "{err}");
+        assert!(check_single_node(&flags(1, 1, "tcp://x:1")).is_err());
+        assert_eq!(parse_devices("cpu, cpu ,cpu").unwrap().len(), 3);
+        if gpu_backends().is_empty() {
+            assert!(
+                visible_gpus()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("--devices cpu,cpu")
+            );
+        }
+    }
+}

@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use lmsoftmax::bench::loss::{LossPath, REFERENCE_SHAPES, TABLE_HEADER, measure_paths, table_row};
 use lmsoftmax::bench::train_step::StepLoss;
 use lmsoftmax::dataset_info::dataset_info;
-use lmsoftmax::device::{gpu_index, parse_device};
+use lmsoftmax::device::{
+    DistFlags, check_single_node, gpu_index, parse_device, parse_devices, visible_gpus,
+};
 use lmsoftmax::report::report;
 use lmsoftmax::train::demo::{DemoOptions, demo, table};
 use lmsoftmax::train::{
@@ -135,6 +137,26 @@ struct TrainArgs {
     /// The official single-GPU flag: GPU N of the GPU backend compiled in.
     #[arg(long, conflicts_with = "device")]
     gpu: Option<usize>,
+    /// Data-parallel training over these devices (comma-separated, the first is the main one):
+    /// one replica per device, the batch split evenly, gradients summed on the main device.
+    #[arg(long, value_name = "LIST", conflicts_with_all = ["device", "gpu"])]
+    devices: Option<String>,
+    /// Every visible GPU of the GPU backend compiled in, as `--devices` (the official flag; one
+    /// process drives them all).
+    #[arg(long, conflicts_with_all = ["device", "gpu", "devices"])]
+    multiprocessing_distributed: bool,
+    /// Number of nodes (the official flag; only one node is supported, see the README).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    world_size: i64,
+    /// This node's rank (the official flag).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    rank: i64,
+    /// Rendezvous address of the nodes (the official flag; `env://` reads WORLD_SIZE and RANK).
+    #[arg(long, default_value = "tcp://127.0.0.1:8080")]
+    dist_url: String,
+    /// Collective backend (the official flag; accepted for compatibility, Burn picks the transport).
+    #[arg(long, default_value = "nccl")]
+    dist_backend: String,
     /// Logs only, no progress bars.
     #[arg(long)]
     quiet: bool,
@@ -558,9 +580,17 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
         .arch
         .clone()
         .unwrap_or_else(|| if imagenet { "vgg16bow_bn" } else { "layer13" }.into());
-    let device = match a.gpu {
-        Some(index) => gpu_index(index)?,
-        None => parse_device(&a.device)?,
+    check_single_node(&DistFlags {
+        world_size: a.world_size,
+        rank: a.rank,
+        dist_url: a.dist_url.clone(),
+        dist_backend: a.dist_backend.clone(),
+    })?;
+    let devices = match (a.gpu, &a.devices, a.multiprocessing_distributed) {
+        (Some(index), _, _) => vec![gpu_index(index)?],
+        (_, Some(list), _) => parse_devices(list)?,
+        (_, _, true) => visible_gpus()?,
+        _ => vec![parse_device(&a.device)?],
     };
     let mut config = match &a.config {
         Some(path) => TrainConfig::from_toml(
@@ -630,7 +660,7 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
     opts.resume = a.resume.is_some();
     opts.overwrite = a.overwrite;
     opts.stop_after = a.stop_after;
-    opts.device = device;
+    opts.devices = devices;
     opts.start_epoch = a.start_epoch;
     opts.print_freq = a.print_freq;
     opts.keep_epoch_checkpoints = !a.save_last_checkpoint;

@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod demo;
+pub mod parallel;
 pub mod run;
 
 pub use config::{LossKind, TrainConfig};

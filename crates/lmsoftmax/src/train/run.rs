@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, OptimizerRecord, SgdConfig};
+use burn::optim::{OptimizerRecord, SgdConfig};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, CheckpointParts};
 use super::config::{LossKind, TrainConfig};
+use super::parallel::{DataParallel, StepError};
 
 /// What a run needs besides the data.
 #[derive(Debug, Clone)]
@@ -47,8 +48,10 @@ pub struct TrainOptions {
     pub overwrite: bool,
     /// Stop after this many epochs of this invocation (tests of resume; `None`: to the end).
     pub stop_after: Option<usize>,
-    /// The device (without autodiff; training adds it).
-    pub device: Device,
+    /// The devices (without autodiff; training adds it). The first is the main device, where the
+    /// model, the optimizer and the evaluation live; with several, each step is split over
+    /// replicas on all of them ([`super::parallel`]).
+    pub devices: Vec<Device>,
     /// First epoch (0-based) of a fresh run, as the official `--start-epoch`.
     pub start_epoch: usize,
     /// With `quiet`: a log line every this many iterations (0: none), as the official `-p`.
@@ -89,13 +92,20 @@ impl TrainOptions {
             resume: false,
             overwrite: false,
             stop_after: None,
-            device: Device::flex(),
+            devices: vec![Device::flex()],
             start_epoch: 0,
             print_freq: 100,
             keep_epoch_checkpoints: false,
             curves_file: Some("train_epochs.png".into()),
             resume_from: None,
         }
+    }
+}
+
+impl TrainOptions {
+    /// The main device (the first of `devices`; the CPU when the list is empty).
+    pub fn main_device(&self) -> Device {
+        self.devices.first().cloned().unwrap_or_else(Device::flex)
     }
 }
 
@@ -518,7 +528,8 @@ fn restore(
 /// # Errors
 /// A corrupt or foreign checkpoint, data errors.
 pub fn evaluate_run(opts: &TrainOptions, data: &Dataset) -> Result<EvalStats> {
-    let device = opts.device.clone().autodiff();
+    let main = opts.main_device();
+    let device = main.clone().autodiff();
     let mut pieces = fresh(opts, data, &device)?;
     let from = opts.resume_from.clone().or_else(|| {
         opts.resume
@@ -527,7 +538,7 @@ pub fn evaluate_run(opts: &TrainOptions, data: &Dataset) -> Result<EvalStats> {
     if let Some(path) = from {
         pieces = restore(&path, opts, pieces)?;
     }
-    let loss = loss_module(&opts.config, &opts.device)?;
+    let loss = loss_module(&opts.config, &main)?;
     let cfg = LoaderConfig {
         batch_size: opts.config.batch_size,
         shuffle: false,
@@ -535,7 +546,7 @@ pub fn evaluate_run(opts: &TrainOptions, data: &Dataset) -> Result<EvalStats> {
         workers: opts.workers,
         prefetch: 2 * opts.workers.max(1),
     };
-    Ok(evaluate_margins(&pieces.0.valid(), data, &loss, cfg, &opts.device)?.0)
+    Ok(evaluate_margins(&pieces.0.valid(), data, &loss, cfg, &main)?.0)
 }
 
 /// Trains (or resumes) a run; writes everything into `opts.out_dir`.
@@ -572,8 +583,9 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
 
-    let plain = opts.device.clone();
+    let plain = opts.main_device();
     let device = plain.clone().autodiff();
+    let replicas: Vec<Device> = opts.devices.iter().map(|d| d.clone().autodiff()).collect();
     let (mut model, mut optim, mut state) = fresh(opts, data, &device)?;
     let resume_path = opts
         .resume_from
@@ -616,7 +628,7 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
     let resolved = toml::to_string(&opts.config)?;
     checkpoint::write_atomic(&out.join("config.toml"), resolved.as_bytes())?;
 
-    let loss_train = loss_module(&opts.config, &device)?;
+    let parallel = DataParallel::new(&replicas, |d| loss_module(&opts.config, d))?;
     let loss_eval = loss_module(&opts.config, &plain)?;
     let cfg = opts.config.clone();
     let loader = |shuffle| LoaderConfig {
@@ -651,21 +663,22 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
         for (b, batch) in epoch_batches(data.train.clone(), loader(true), epoch as u64).enumerate()
         {
             let batch = batch?;
-            let (x, y) = batch.to_tensors(&device);
             let size = batch.labels.len();
-            let logits = model.forward(x);
-            let loss = match loss_train.try_forward(logits.clone(), y.clone()) {
-                Ok(loss) => loss,
-                Err(err @ lmsoftmax_loss::LossError::NonFiniteLogits { .. }) => bail!(
-                    "training diverged at epoch {} batch {} ({err}): lower the learning rate; the last \
-                     good checkpoint {} is intact",
-                    epoch + 1,
-                    b + 1,
-                    last.display()
-                ),
-                Err(err) => return Err(err.into()),
+            let out = match parallel.step(&model, &batch) {
+                Ok(out) => out,
+                Err(StepError::Loss(err @ lmsoftmax_loss::LossError::NonFiniteLogits { .. })) => {
+                    bail!(
+                        "training diverged at epoch {} batch {} ({err}): lower the learning rate; the \
+                         last good checkpoint {} is intact",
+                        epoch + 1,
+                        b + 1,
+                        last.display()
+                    )
+                }
+                Err(StepError::Loss(err)) => return Err(err.into()),
+                Err(StepError::Other(err)) => return Err(err),
             };
-            let value = loss.clone().into_scalar::<f32>() as f64;
+            let value = out.loss;
             if !value.is_finite() {
                 bail!(
                     "the training loss became {value} at epoch {} batch {}: lower the learning rate; the last \
@@ -675,15 +688,13 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
                     last.display()
                 );
             }
-            let detached = logits.detach();
-            let diag = row_diagnostics(detached.clone(), y.clone())?;
+            let diag = row_diagnostics(out.logits.clone(), out.labels.clone())?;
             sum_ce += mean_of(diag.ce) * size as f64;
             sum_reg += mean_of(diag.reg) * size as f64;
-            wrong += errors(&detached, &y).0;
+            wrong += errors(&out.logits, &out.labels).0;
             sum_loss += value * size as f64;
             n += size;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
+            model = optim.step(lr, model, out.grads);
             bar.inc(1);
             let (mean_loss, err) = (sum_loss / n as f64, 100.0 * wrong as f64 / n as f64);
             bar.set_message(format!("loss {mean_loss:.4} err {err:.2}%"));
