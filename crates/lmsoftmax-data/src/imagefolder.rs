@@ -163,7 +163,8 @@ impl ImageFolder {
                 path: path.into(),
                 reason: e.to_string(),
             })?;
-        Ok((img.to_rgb8(), label))
+        // a JPEG decodes to RGB8 already: into_rgb8 then hands the buffer over without a copy
+        Ok((img.into_rgb8(), label))
     }
 }
 

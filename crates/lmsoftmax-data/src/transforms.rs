@@ -3,7 +3,8 @@
 
 use std::cell::RefCell;
 
-use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::images::ImageRef;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
@@ -150,7 +151,13 @@ pub fn random_resized_crop_box(
 #[inline(always)]
 fn blend_px(p: u8, degenerate: f32, f: f32) -> u8 {
     // the +0.5 then truncation rounds without a libm call, so the loops vectorise
-    ((degenerate + f * (p as f32 - degenerate)).clamp(0.0, 255.0) + 0.5) as i32 as u8
+    let v = (degenerate + f * (p as f32 - degenerate)).clamp(0.0, 255.0) + 0.5;
+    if v.is_finite() {
+        // SAFETY: finite and within [0.5, 255.5], so the truncation fits an u8
+        unsafe { v.to_int_unchecked::<u8>() }
+    } else {
+        0 // a non-finite factor: never drawn (factors are in [1 - s, 1 + s])
+    }
 }
 
 /// ITU-R 601-2 luma as PIL's `convert("L")` computes it.
@@ -224,6 +231,8 @@ pub fn rgb_to_planar(img: &RgbImage, offset: [f32; 3], norm: &Normalize, out: &m
 thread_local! {
     /// One resizer per thread: it keeps its scratch buffers between images.
     static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
+    /// The crop of the image being resized, one buffer per thread.
+    static CROP: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Crops `(left, top, w, h)` out of `img` and resizes it to `out_w x out_h` with a bilinear
@@ -235,27 +244,131 @@ pub fn crop_resize(
     out_h: u32,
 ) -> RgbImage {
     // Only pixels inside the box take part, as in torchvision's crop-then-resize (the resizer's
-    // own cropping would let the filter reach outside the box).
-    let cropped;
-    let src = if (left, top, w, h) == (0, 0, img.width(), img.height()) {
-        img
-    } else {
-        cropped = image::imageops::crop_imm(img, left, top, w, h).to_image();
-        &cropped
-    };
+    // own cropping would let the filter reach outside the box). The crop is copied row by row
+    // into a per-thread buffer that is reused from image to image.
     let mut dst = RgbImage::new(out_w, out_h);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-    RESIZER.with(|r| {
-        r.borrow_mut()
-            .resize(src, &mut dst, &options)
-            .expect("RGB8 images of non-zero size resize")
+    let whole = (left, top, w, h) == (0, 0, img.width(), img.height());
+    CROP.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let pixels: &[u8] = if whole {
+            img.as_raw()
+        } else {
+            let (stride, row) = (3 * img.width() as usize, 3 * w as usize);
+            buf.clear();
+            for y in top as usize..(top + h) as usize {
+                let at = y * stride + 3 * left as usize;
+                buf.extend_from_slice(&img.as_raw()[at..at + row]);
+            }
+            &buf
+        };
+        let src = ImageRef::new(w, h, pixels, PixelType::U8x3)
+            .expect("the crop buffer holds w x h RGB pixels");
+        RESIZER.with(|r| {
+            r.borrow_mut()
+                .resize(&src, &mut dst, &options)
+                .expect("RGB8 images of non-zero size resize")
+        });
     });
     dst
 }
 
 /// ImageNet training augmentation: RandomResizedCrop(size), flip, ColorJitter 0.4, lighting 0.1,
 /// normalise.
+///
+/// The same numbers as applying [`color_jitter`] and [`rgb_to_planar`] to the flipped crop, in
+/// fewer passes: brightness and contrast are functions of the byte value alone (contrast's grey
+/// level is a mean over the image), so consecutive ones compose into one 256-entry table; only
+/// saturation, which mixes a pixel's channels, needs a pass of its own; the last table, the
+/// lighting offset and the normalisation become three float tables read while writing the planar
+/// output, and the flip happens there too (every step before it is per pixel or order-free).
 pub fn imagenet_train(
+    img: &RgbImage,
+    size: u32,
+    norm: &Normalize,
+    rng: &mut impl Rng,
+    out: &mut [f32],
+) {
+    let crop = random_resized_crop_box(rng, img.width(), img.height());
+    let mut resized = crop_resize(img, crop, size, size);
+    let flip = rng.random_bool(0.5);
+    let table = jitter_in_place(&mut resized, 0.4, rng);
+    let offset = lighting_offset(rng, 0.1);
+    let planes: [[f32; 256]; 3] = std::array::from_fn(|c| {
+        std::array::from_fn(|v| (table[v] as f32 / 255.0 + offset[c] - norm.mean[c]) / norm.std[c])
+    });
+    let (w, h) = (resized.width() as usize, resized.height() as usize);
+    let plane = w * h;
+    let (r_out, rest) = out[..3 * plane].split_at_mut(plane);
+    let (g_out, b_out) = rest.split_at_mut(plane);
+    for (y, row) in resized.as_raw().chunks_exact(3 * w).enumerate() {
+        let at = y * w;
+        let (r_row, g_row, b_row) = (
+            &mut r_out[at..at + w],
+            &mut g_out[at..at + w],
+            &mut b_out[at..at + w],
+        );
+        for (x, px) in row.chunks_exact(3).enumerate() {
+            let x = if flip { w - 1 - x } else { x };
+            r_row[x] = planes[0][px[0] as usize];
+            g_row[x] = planes[1][px[1] as usize];
+            b_row[x] = planes[2][px[2] as usize];
+        }
+    }
+}
+
+/// [`color_jitter`]'s random draws and arithmetic, with brightness and contrast deferred into
+/// the returned byte table (to be applied by the caller); saturation is applied in place.
+fn jitter_in_place(img: &mut RgbImage, strength: f32, rng: &mut impl Rng) -> [u8; 256] {
+    let mut order = [0u8, 1, 2];
+    for i in (1..3).rev() {
+        let j = rng.random_range(0..=i);
+        order.swap(i, j);
+    }
+    let mut table: [u8; 256] = std::array::from_fn(|v| v as u8);
+    for op in order {
+        let f = rng.random_range(1.0 - strength..=1.0 + strength);
+        match op {
+            0 => table = table.map(|v| blend_px(v, 0.0, f)),
+            1 => {
+                let n = (img.width() * img.height()) as f64;
+                let sum: u64 = img
+                    .as_raw()
+                    .chunks_exact(3)
+                    .map(|p| {
+                        luma(
+                            table[p[0] as usize],
+                            table[p[1] as usize],
+                            table[p[2] as usize],
+                        ) as u64
+                    })
+                    .sum();
+                let mean = (sum as f64 / n + 0.5).floor() as f32;
+                table = table.map(|v| blend_px(v, mean, f));
+            }
+            _ => {
+                for px in img.chunks_exact_mut(3) {
+                    let (r, g, b) = (
+                        table[px[0] as usize],
+                        table[px[1] as usize],
+                        table[px[2] as usize],
+                    );
+                    let grey = luma(r, g, b) as f32;
+                    px[0] = blend_px(r, grey, f);
+                    px[1] = blend_px(g, grey, f);
+                    px[2] = blend_px(b, grey, f);
+                }
+                table = std::array::from_fn(|v| v as u8);
+            }
+        }
+    }
+    table
+}
+
+/// The reference composition [`imagenet_train`] must equal: flip, [`color_jitter`], lighting,
+/// [`rgb_to_planar`], one step after the other.
+#[doc(hidden)]
+pub fn imagenet_train_reference(
     img: &RgbImage,
     size: u32,
     norm: &Normalize,

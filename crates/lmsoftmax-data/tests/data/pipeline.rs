@@ -108,6 +108,39 @@ fn color_jitter_and_lighting_follow_their_definitions() {
     }
 }
 
+#[test]
+fn fused_imagenet_train_equals_the_step_by_step_composition_bit_for_bit() {
+    use lmsoftmax_data::transforms::{imagenet_train, imagenet_train_reference};
+    let norm = Normalize::imagenet();
+    // a textured image with saturated corners (clipping in every blend) and a thin one
+    for (w, h) in [(96u32, 72u32), (300, 40)] {
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([
+                ((x * 37 + y * 11) % 256) as u8,
+                ((x * x + 3 * y) % 256) as u8,
+                if x < 5 { 255 } else { ((y * 29) % 256) as u8 },
+            ])
+        });
+        for index in 0..64 {
+            let mut fused = vec![0f32; 3 * 48 * 48];
+            let mut reference = vec![1f32; 3 * 48 * 48];
+            imagenet_train(&img, 48, &norm, &mut sample_rng(7, 2, index), &mut fused);
+            imagenet_train_reference(
+                &img,
+                48,
+                &norm,
+                &mut sample_rng(7, 2, index),
+                &mut reference,
+            );
+            let same = fused
+                .iter()
+                .zip(&reference)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{w}x{h} sample {index}");
+        }
+    }
+}
+
 fn synthetic_source(n: usize) -> Arc<Source> {
     let data = open_dataset(
         DatasetName::Synthetic,

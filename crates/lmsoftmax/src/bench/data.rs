@@ -47,7 +47,7 @@ pub fn measure(
     for epoch in 0..epochs {
         for batch in epoch_batches(data.train.clone(), cfg, epoch as u64) {
             let batch = batch?;
-            let (x, _) = batch.to_tensors(device);
+            let (x, _) = batch.into_tensors(device);
             images += x.dims()[0];
         }
     }

@@ -70,11 +70,11 @@ impl std::error::Error for StepError {}
 fn shard_step(
     model: &Network,
     loss: &LargeMarginInSoftmaxLoss,
-    shard: &HostBatch,
+    shard: HostBatch,
     scale: f64,
     device: &Device,
 ) -> Result<ShardOutput, StepError> {
-    let (x, y) = shard.to_tensors(device);
+    let (x, y) = shard.into_tensors(device);
     let logits = model.forward(x);
     let value = loss
         .try_forward(logits.clone(), y.clone())
@@ -160,7 +160,7 @@ impl Worker {
                 for job in inbox {
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         let replica = job.model.fork(&device);
-                        shard_step(&replica, &loss, &job.shard, job.scale, &device)
+                        shard_step(&replica, &loss, job.shard, job.scale, &device)
                     }))
                     .unwrap_or_else(|payload| {
                         Err(StepError::Other(anyhow!(
@@ -236,7 +236,7 @@ impl DataParallel {
     ///
     /// # Errors
     /// The loss's error on a shard, or a failed replica (its panic message).
-    pub fn step(&self, model: &Network, batch: &HostBatch) -> Result<StepOutput, StepError> {
+    pub fn step(&self, model: &Network, batch: HostBatch) -> Result<StepOutput, StepError> {
         if self.workers.is_empty() {
             let out = shard_step(model, &self.main_loss, batch, 1.0, &self.main)?;
             return Ok(StepOutput {
@@ -247,7 +247,7 @@ impl DataParallel {
             });
         }
         let total = batch.labels.len() as f64;
-        let shards = split(batch, self.workers.len());
+        let shards = split(&batch, self.workers.len());
         let mut busy = Vec::new();
         for (worker, shard) in self.workers.iter().zip(shards) {
             if shard.labels.is_empty() {
@@ -356,8 +356,8 @@ mod tests {
         // an even batch and an odd partial one (shards of 4 and 3 rows)
         for (n, seed) in [(8, 1), (7, 2)] {
             let b = batch(n, seed);
-            let full = one.step(&model, &b).unwrap();
-            let split = two.step(&model, &b).unwrap();
+            let full = one.step(&model, b.clone()).unwrap();
+            let split = two.step(&model, b).unwrap();
             assert!(
                 (full.loss - split.loss).abs() <= 1e-6 * full.loss.abs(),
                 "{} vs {}",
@@ -448,13 +448,13 @@ mod tests {
         let two = DataParallel::new(&[device.clone(), device.clone()], make_loss).unwrap();
         let mut b = batch(4, 9);
         b.labels[3] = 99; // out of range in the second shard
-        match two.step(&model, &b) {
+        match two.step(&model, b.clone()) {
             Err(StepError::Loss(e)) => assert!(e.to_string().contains("99"), "{e}"),
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("a bad label was accepted"),
         }
         // the pool still works afterwards
         b.labels[3] = 1;
-        assert!(two.step(&model, &b).is_ok());
+        assert!(two.step(&model, b).is_ok());
     }
 }

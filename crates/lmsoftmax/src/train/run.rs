@@ -279,8 +279,8 @@ pub fn evaluate_margins(
     let mut margins: Vec<f64> = Vec::with_capacity(data.test.len());
     for batch in epoch_batches(data.test.clone(), cfg, 0) {
         let batch = batch?;
-        let (x, y) = batch.to_tensors(&plain);
         let size = batch.labels.len();
+        let (x, y) = batch.into_tensors(&plain);
         let logits = model.forward(x);
         total_loss += loss
             .try_forward(logits.clone(), y.clone())?
@@ -664,7 +664,7 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
         {
             let batch = batch?;
             let size = batch.labels.len();
-            let out = match parallel.step(&model, &batch) {
+            let out = match parallel.step(&model, batch) {
                 Ok(out) => out,
                 Err(StepError::Loss(err @ lmsoftmax_loss::LossError::NonFiniteLogits { .. })) => {
                     bail!(
