@@ -214,3 +214,77 @@ fn device_and_resume_errors_are_clear() {
     assert_eq!(res.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&res.stderr).contains("no checkpoint found"));
 }
+
+/// An IDX file: magic (unsigned bytes, `dims.len()` dimensions), big-endian sizes, the bytes.
+fn idx(dims: &[u32], bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend_from_slice(bytes);
+    out
+}
+
+#[test]
+fn any_dataset_trains_any_network_its_input_fits_mnist_on_small_cnn() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mnist");
+    std::fs::create_dir(&data).unwrap();
+    for (prefix, n) in [("train", 96u32), ("t10k", 32)] {
+        // one bright 4x4 square per image, placed by its label: learnable, 1 channel, 28 x 28
+        let mut pixels = vec![0u8; (n * 28 * 28) as usize];
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        for (i, &l) in labels.iter().enumerate() {
+            let (y0, x0) = (4 + 2 * l as usize, 4 + 2 * (9 - l as usize));
+            for y in y0..y0 + 4 {
+                for x in x0..x0 + 4 {
+                    pixels[i * 784 + y * 28 + x] = 255;
+                }
+            }
+        }
+        std::fs::write(
+            data.join(format!("{prefix}-images-idx3-ubyte")),
+            idx(&[n, 28, 28], &pixels),
+        )
+        .unwrap();
+        std::fs::write(
+            data.join(format!("{prefix}-labels-idx1-ubyte")),
+            idx(&[n], &labels),
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("run");
+    let res = lmsoftmax()
+        .args([
+            "train",
+            "--dataset",
+            "mnist",
+            "--arch",
+            "small_cnn",
+            "--width",
+            "0.25",
+        ])
+        .args(["--epochs", "1", "--batch-size", "32", "--quiet", "--data"])
+        .arg(&data)
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let meta = std::fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(
+        meta.contains("\"mnist\"") && meta.contains("small_cnn"),
+        "{meta}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("test-margins.txt"))
+            .unwrap()
+            .lines()
+            .count(),
+        32
+    );
+}
