@@ -106,9 +106,10 @@ impl RunRecord {
     }
 }
 
-/// Runs that share an experiment (dataset, network, width) and a configuration.
-#[derive(Debug, Clone)]
-pub struct Group {
+/// What makes runs seeds of one another: the experiment (dataset, network, width) and the
+/// configuration (name, loss, lambda).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfigKey {
     /// Dataset.
     pub dataset: String,
     /// Network.
@@ -119,8 +120,29 @@ pub struct Group {
     pub config: String,
     /// Loss.
     pub loss: LossKind,
-    /// Lambda.
+    /// Lambda of the regulariser (0 for softmax).
     pub reg_lambda: f64,
+}
+
+impl ConfigKey {
+    /// The key of a run.
+    pub fn of(m: &RunMeta) -> Self {
+        Self {
+            dataset: m.dataset.clone(),
+            arch: m.arch.clone(),
+            width: m.width,
+            config: m.config.clone(),
+            loss: m.loss,
+            reg_lambda: m.reg_lambda,
+        }
+    }
+}
+
+/// Runs that share a [`ConfigKey`].
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// What the runs share.
+    pub key: ConfigKey,
     /// The runs (one per seed, in the order given).
     pub runs: Vec<RunRecord>,
 }
@@ -128,10 +150,11 @@ pub struct Group {
 impl Group {
     /// `dataset / arch (width)`: the experiment the group belongs to.
     pub fn experiment(&self) -> String {
-        if self.width == 1.0 {
-            format!("{} / {}", self.dataset, self.arch)
+        let k = &self.key;
+        if k.width == 1.0 {
+            format!("{} / {}", k.dataset, k.arch)
         } else {
-            format!("{} / {} (width {})", self.dataset, self.arch, self.width)
+            format!("{} / {} (width {})", k.dataset, k.arch, k.width)
         }
     }
 }
@@ -139,18 +162,9 @@ impl Group {
 /// One line of the report table, with the numbers behind it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableRow {
-    /// Dataset.
-    pub dataset: String,
-    /// Network.
-    pub arch: String,
-    /// Width multiplier.
-    pub width: f32,
-    /// Configuration.
-    pub config: String,
-    /// Loss.
-    pub loss: LossKind,
-    /// Lambda.
-    pub reg_lambda: f64,
+    /// The experiment and configuration (flattened into the row's JSON).
+    #[serde(flatten)]
+    pub key: ConfigKey,
     /// Seeds of the runs.
     pub seeds: Vec<u64>,
     /// Epochs finished, per run.
@@ -238,12 +252,7 @@ pub fn load_groups(dirs: &[PathBuf]) -> Result<Vec<Group>> {
         groups
             .entry(key)
             .or_insert_with(|| Group {
-                dataset: m.dataset.clone(),
-                arch: m.arch.clone(),
-                width: m.width,
-                config: m.config.clone(),
-                loss: m.loss,
-                reg_lambda: m.reg_lambda,
+                key: ConfigKey::of(m),
                 runs: Vec::new(),
             })
             .runs
@@ -257,12 +266,7 @@ pub fn table_rows(groups: &[Group]) -> Vec<TableRow> {
     groups
         .iter()
         .map(|g| TableRow {
-            dataset: g.dataset.clone(),
-            arch: g.arch.clone(),
-            width: g.width,
-            config: g.config.clone(),
-            loss: g.loss,
-            reg_lambda: g.reg_lambda,
+            key: g.key.clone(),
             seeds: g.runs.iter().map(|r| r.meta.seed).collect(),
             epochs_done: g.runs.iter().map(|r| r.final_row().epoch).collect(),
             epochs: g.runs[0].meta.epochs,
@@ -270,7 +274,7 @@ pub fn table_rows(groups: &[Group]) -> Vec<TableRow> {
             best_top1: g.runs.iter().map(|r| r.best_row().test_top1_err).collect(),
             final_top5: g.runs.iter().map(|r| r.final_row().test_top5_err).collect(),
             final_margin: g.runs.iter().map(|r| r.final_row().mean_margin).collect(),
-            reference: reference(&g.dataset, &g.arch, g.width, g.loss),
+            reference: reference(&g.key.dataset, &g.key.arch, g.key.width, g.key.loss),
         })
         .collect()
 }
@@ -288,11 +292,14 @@ pub fn format_mean_std(values: &[f64], decimals: usize) -> String {
 /// The paper's table as Markdown: one line per configuration, errors in percent.
 ///
 /// ```
-/// use lmsoftmax::report::{TableRow, markdown_table};
+/// use lmsoftmax::report::{ConfigKey, TableRow, markdown_table};
 /// use lmsoftmax::train::LossKind;
-/// let row = TableRow {
+/// let key = ConfigKey {
 ///     dataset: "cifar10".into(), arch: "layer13".into(), width: 1.0,
 ///     config: "layer13".into(), loss: LossKind::Softmax, reg_lambda: 0.0,
+/// };
+/// let row = TableRow {
+///     key,
 ///     seeds: vec![0, 1], epochs_done: vec![50, 50], epochs: 50,
 ///     final_top1: vec![8.0, 9.0], best_top1: vec![7.5, 8.5], final_top5: vec![0.3, 0.4],
 ///     final_margin: vec![5.0, 5.0], reference: Some(8.45),
@@ -306,14 +313,15 @@ pub fn markdown_table(rows: &[TableRow]) -> String {
          |---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
-        let network = if r.width == 1.0 {
-            r.arch.clone()
+        let k = &r.key;
+        let network = if k.width == 1.0 {
+            k.arch.clone()
         } else {
-            format!("{} ×{}", r.arch, r.width)
+            format!("{} ×{}", k.arch, k.width)
         };
-        let loss = match r.loss {
+        let loss = match k.loss {
             LossKind::Softmax => "softmax".to_string(),
-            LossKind::LargeMargin => format!("large-margin λ={}", r.reg_lambda),
+            LossKind::LargeMargin => format!("large-margin λ={}", k.reg_lambda),
         };
         let (lo, hi) = (
             r.epochs_done.iter().min().copied().unwrap_or(0),
@@ -326,9 +334,9 @@ pub fn markdown_table(rows: &[TableRow]) -> String {
         };
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r.dataset,
+            k.dataset,
             network,
-            r.config,
+            k.config,
             loss,
             r.seeds.len(),
             epochs,

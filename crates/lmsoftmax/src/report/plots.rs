@@ -6,6 +6,7 @@ use std::sync::Once;
 
 use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::Group;
@@ -50,12 +51,13 @@ fn colour(index: usize, loss: LossKind) -> RGBColor {
 }
 
 fn label(g: &Group) -> String {
-    match g.loss {
-        LossKind::Softmax => format!("{} (softmax, {} runs)", g.config, g.runs.len()),
+    let k = &g.key;
+    match k.loss {
+        LossKind::Softmax => format!("{} (softmax, {} runs)", k.config, g.runs.len()),
         LossKind::LargeMargin => format!(
             "{} (large-margin λ={}, {} runs)",
-            g.config,
-            g.reg_lambda,
+            k.config,
+            k.reg_lambda,
             g.runs.len()
         ),
     }
@@ -151,24 +153,40 @@ fn panel(
                     .map_err(plot_err)?;
             }
         }
-        let colour = s.colour;
-        chart
-            .draw_series(LineSeries::new(mean_curve(&s.runs), colour.stroke_width(2)))
-            .map_err(plot_err)?
-            .label(s.label.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-            });
+        labelled_line(&mut chart, mean_curve(&s.runs), &s.label, s.colour)?;
     }
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
+}
+
+/// The chart type of every figure: f64 by f64 on a bitmap.
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A bold line with a legend entry.
+fn labelled_line(
+    chart: &mut Chart,
+    points: Vec<(f64, f64)>,
+    label: &str,
+    colour: RGBColor,
+) -> Result<()> {
+    chart
+        .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+        .map_err(plot_err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    Ok(())
+}
+
+/// The legend box of the labelled lines.
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> Result<()> {
     chart
         .configure_series_labels()
         .label_font((FONT, 13))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .draw()
-        .map_err(plot_err)?;
-    Ok(())
+        .map_err(plot_err)
 }
 
 fn series_of(groups: &[&Group], value: impl Fn(&EpochRow) -> f64) -> Vec<Series> {
@@ -177,7 +195,7 @@ fn series_of(groups: &[&Group], value: impl Fn(&EpochRow) -> f64) -> Vec<Series>
         .enumerate()
         .map(|(i, g)| Series {
             label: label(g),
-            colour: colour(i, g.loss),
+            colour: colour(i, g.key.loss),
             runs: g
                 .runs
                 .iter()
@@ -209,8 +227,7 @@ pub fn error_curves(experiment: &str, groups: &[&Group], path: &Path) -> Result<
     })
 }
 
-/// Training loss (left: the criterion, solid; its cross-entropy part, thin) and test loss
-/// (right) per epoch.
+/// Training loss (left) and test loss (right) per epoch, each the run's own criterion.
 ///
 /// # Errors
 /// The figure cannot be drawn or written.
@@ -282,7 +299,7 @@ pub fn margin_distribution(experiment: &str, groups: &[&Group], path: &Path) -> 
         .iter()
         .map(|(i, g, v)| {
             let bins = ((v.len() as f64).sqrt() as usize).clamp(10, 60);
-            (label(g), colour(*i, g.loss), density(v, lo, hi, bins))
+            (label(g), colour(*i, g.key.loss), density(v, lo, hi, bins))
         })
         .collect();
     let y_max = curves
@@ -317,24 +334,9 @@ pub fn margin_distribution(experiment: &str, groups: &[&Group], path: &Path) -> 
                 .map_err(plot_err)?;
         }
         for (name, colour, points) in &curves {
-            let colour = *colour;
-            chart
-                .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
-                .map_err(plot_err)?
-                .label(name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
+            labelled_line(&mut chart, points.clone(), name, *colour)?;
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(plot_err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })
 }
 

@@ -10,6 +10,16 @@ fn lmsoftmax() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lmsoftmax"))
 }
 
+/// Fails the test with the command's standard error unless it exited with status 0.
+fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The JSON object on the last line of a command's standard output.
 fn last_json(out: &std::process::Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -31,11 +41,7 @@ fn bench_loss_json_last_line_has_the_three_times() {
         .env("RAYON_NUM_THREADS", "1")
         .output()
         .expect("run lmsoftmax");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let last = stdout.lines().last().expect("output");
     let v: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
@@ -110,11 +116,7 @@ fn dataset_info_on_the_real_cifar10_subset() {
         ])
         .output()
         .expect("run lmsoftmax");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let v = last_json(&out);
     assert_eq!(v["train"], 5085);
     assert_eq!(v["test"], 1017);
@@ -166,11 +168,7 @@ fn bench_data_and_train_step_report_json() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let v = last_json(&out);
     assert_eq!(v["images"], 600);
     assert!(v["images_per_s"].as_f64().unwrap() > 0.0);
@@ -191,11 +189,7 @@ fn bench_data_and_train_step_report_json() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let v = last_json(&out);
     assert!(v["step_ms"].as_f64().unwrap() > 0.0);
     let out = lmsoftmax()
@@ -277,11 +271,7 @@ fn train_writes_metrics_checkpoints_and_the_best_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let res = lmsoftmax().args(tiny_train(&out)).output().unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     let stdout = String::from_utf8(res.stdout).unwrap();
     assert!(stdout.contains(" *BEST* Err@1 "), "{stdout}");
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
@@ -339,11 +329,7 @@ fn interrupted_and_resumed_run_has_the_same_metrics() {
         .args(["--stop-after", "1"])
         .output()
         .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     assert_eq!(
         std::fs::read_to_string(parts.join("metrics.csv"))
             .unwrap()
@@ -356,11 +342,7 @@ fn interrupted_and_resumed_run_has_the_same_metrics() {
         .arg("--resume")
         .output()
         .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     // every column but the timings (seconds, images_per_s) is identical, bit for bit
     let strip = |p: &std::path::Path| -> Vec<String> {
         std::fs::read_to_string(p.join("metrics.csv"))
@@ -423,44 +405,6 @@ fn corrupt_checkpoint_and_bad_options_are_clear_errors() {
 }
 
 #[test]
-fn demo_runs_both_losses_and_prints_the_table() {
-    let dir = tempfile::tempdir().unwrap();
-    let res = lmsoftmax()
-        .current_dir(dir.path())
-        .args([
-            "demo",
-            "--seeds",
-            "1",
-            "--epochs",
-            "1",
-            "--synthetic-train",
-            "256",
-            "--synthetic-test",
-            "64",
-            "--width",
-            "0.5",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let stdout = String::from_utf8(res.stdout).unwrap();
-    assert!(
-        stdout.contains("| layer13 | 1 |") && stdout.contains("| layer13_largemargin | 1 |"),
-        "{stdout}"
-    );
-    assert!(
-        dir.path()
-            .join("lmsoftmax-demo/layer13_largemargin-seed0/metrics.csv")
-            .is_file()
-    );
-}
-
-#[test]
 fn configs_lists_the_official_names() {
     let out = lmsoftmax().arg("configs").output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -504,11 +448,7 @@ fn eval_of_the_last_checkpoint_reproduces_the_last_epoch() {
         .arg(out.join("checkpoint-last.ckpt"))
         .output()
         .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     let v = last_json(&res);
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     let last: Vec<f64> = csv

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::lmsoftmax;
+use super::{assert_ok, lmsoftmax};
 
 /// A 3-epoch run of the BatchNorm-free small CNN (shards then see exactly what the whole batch
 /// sees), batch 48 over 200 images: a partial last batch of 8 too.
@@ -39,11 +39,7 @@ fn run(out: &Path, extra: &[&str]) -> Vec<Vec<f64>> {
         .args(extra)
         .output()
         .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     std::fs::read_to_string(out.join("metrics.csv"))
         .unwrap()
         .lines()
@@ -113,11 +109,7 @@ fn multi_node_flags_are_checked() {
         .arg(dir.path().join("one-node"))
         .output()
         .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     let cases: [(&[&str], &str); 3] = [
         (&["--world-size", "2", "--rank", "1"], "Burn 0.22.1"),
         (&["--multiprocessing-distributed"], "--devices cpu,cpu"),

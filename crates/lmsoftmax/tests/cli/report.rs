@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{TINY_RUN, last_json, lmsoftmax, tiny_train};
+use super::{TINY_RUN, assert_ok, last_json, lmsoftmax, tiny_train};
 
 /// Final-epoch test top-1 errors of the runs under `root` whose folder name starts with `prefix`,
 /// read from their metrics.csv (column 8).
@@ -29,7 +29,7 @@ fn final_errors(root: &Path, prefix: &str) -> Vec<f64> {
 }
 
 #[test]
-fn report_groups_seeds_and_writes_the_figures() {
+fn demo_then_report_groups_seeds_and_writes_the_figures() {
     let dir = tempfile::tempdir().unwrap();
     let res = lmsoftmax()
         .current_dir(dir.path())
@@ -45,10 +45,12 @@ fn report_groups_seeds_and_writes_the_figures() {
         .args(["--synthetic-test", "64", "--width", "0.5", "--quiet"])
         .output()
         .unwrap();
+    assert_ok(&res);
+    // the demo's own table: both configurations with their two seeds
+    let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
+        stdout.contains("| layer13 | 2 |") && stdout.contains("| layer13_largemargin | 2 |"),
+        "{stdout}"
     );
     let runs = dir.path().join("lmsoftmax-demo");
     // the demo drew its figures too
@@ -63,11 +65,7 @@ fn report_groups_seeds_and_writes_the_figures() {
         .arg("--json")
         .output()
         .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(
         stdout.starts_with("| dataset | network | config |"),
@@ -111,11 +109,7 @@ fn official_flags_evaluate_start_epoch_and_checkpoint_files() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let res = lmsoftmax().args(tiny_train(&out)).output().unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     // the official default keeps one checkpoint per epoch, and the curves figure (PNG for .pdf)
     for f in [
         "checkpoint-epoch1.ckpt",
@@ -134,11 +128,7 @@ fn official_flags_evaluate_start_epoch_and_checkpoint_files() {
         .arg(out.join("checkpoint-epoch1.ckpt"))
         .output()
         .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     let stdout = String::from_utf8_lossy(&res.stdout);
     let want: f64 = first[7].parse().unwrap();
     assert!(
@@ -155,11 +145,7 @@ fn official_flags_evaluate_start_epoch_and_checkpoint_files() {
         .args(["--start-epoch", "1", "--save-last-checkpoint"])
         .output()
         .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     let csv = std::fs::read_to_string(late.join("metrics.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     assert_eq!(rows.len(), 1);
@@ -270,11 +256,7 @@ fn any_dataset_trains_any_network_its_input_fits_mnist_on_small_cnn() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     let meta = std::fs::read_to_string(out.join("run.json")).unwrap();
     assert!(
         meta.contains("\"mnist\"") && meta.contains("small_cnn"),

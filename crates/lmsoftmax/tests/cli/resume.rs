@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{lmsoftmax, tiny_train};
+use super::{assert_ok, lmsoftmax, tiny_train};
 
 /// A 3-epoch tiny run (more epochs than `tiny_train`, so kills land in every phase).
 fn args(out: &Path) -> Vec<String> {
@@ -27,11 +27,7 @@ fn metrics_without_timings(dir: &Path) -> Vec<String> {
 fn uninterrupted(out: &Path) -> Duration {
     let start = Instant::now();
     let res = lmsoftmax().args(args(out)).output().unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     start.elapsed()
 }
 
@@ -53,11 +49,7 @@ fn start(out: &Path, slow_writes: bool) -> Child {
 /// Waits for the child to end by itself; panics with its stderr if it failed.
 fn finish(child: Child) {
     let res = child.wait_with_output().unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
 }
 
 #[test]
@@ -146,11 +138,7 @@ fn killed_while_writing_a_checkpoint_then_resumed_gives_the_same_metrics() {
                 .arg(parts.join("checkpoint-last.ckpt"))
                 .output()
                 .unwrap();
-            assert!(
-                res.status.success(),
-                "{}",
-                String::from_utf8_lossy(&res.stderr)
-            );
+            assert_ok(&res);
         }
     }
     finish(start(&parts, false));
@@ -173,11 +161,7 @@ fn a_full_disk_is_a_clear_error_and_the_run_resumes_from_the_intact_checkpoint()
         .args(["--stop-after", "1"])
         .output()
         .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     let before = std::fs::read(parts.join("checkpoint-last.ckpt")).unwrap();
     // Resume with a 16 KiB file-size limit: the small metrics files still fit, the figure and
     // the checkpoints do not, and every write past the limit fails with EFBIG as on a full disk.
@@ -221,11 +205,7 @@ fn a_full_disk_is_a_clear_error_and_the_run_resumes_from_the_intact_checkpoint()
         .arg("--resume")
         .output()
         .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     assert_eq!(
         metrics_without_timings(&parts),
         metrics_without_timings(&whole)
