@@ -365,26 +365,6 @@ fn jitter_in_place(img: &mut RgbImage, strength: f32, rng: &mut impl Rng) -> [u8
     table
 }
 
-/// The reference composition [`imagenet_train`] must equal: flip, [`color_jitter`], lighting,
-/// [`rgb_to_planar`], one step after the other.
-#[doc(hidden)]
-pub fn imagenet_train_reference(
-    img: &RgbImage,
-    size: u32,
-    norm: &Normalize,
-    rng: &mut impl Rng,
-    out: &mut [f32],
-) {
-    let crop = random_resized_crop_box(rng, img.width(), img.height());
-    let mut resized = crop_resize(img, crop, size, size);
-    if rng.random_bool(0.5) {
-        image::imageops::flip_horizontal_in_place(&mut resized);
-    }
-    color_jitter(&mut resized, 0.4, rng);
-    let offset = lighting_offset(rng, 0.1);
-    rgb_to_planar(&resized, offset, norm, out);
-}
-
 /// ImageNet test transform: resize the shorter side to `resize` (bilinear), centre crop `crop`.
 pub fn imagenet_test(img: &RgbImage, resize_to: u32, crop: u32, norm: &Normalize, out: &mut [f32]) {
     let (w, h) = (img.width(), img.height());

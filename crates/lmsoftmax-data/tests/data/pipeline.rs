@@ -108,9 +108,30 @@ fn color_jitter_and_lighting_follow_their_definitions() {
     }
 }
 
+/// The step-by-step composition `imagenet_train` must equal: crop + resize, flip, ColorJitter,
+/// lighting, planar normalisation, each its own public step, drawing from the RNG in order.
+fn imagenet_train_reference(
+    img: &image::RgbImage,
+    size: u32,
+    norm: &Normalize,
+    rng: &mut rand_pcg::Pcg64Mcg,
+    out: &mut [f32],
+) {
+    use lmsoftmax_data::transforms::{crop_resize, rgb_to_planar};
+    use rand::Rng;
+    let crop = random_resized_crop_box(rng, img.width(), img.height());
+    let mut resized = crop_resize(img, crop, size, size);
+    if rng.random_bool(0.5) {
+        image::imageops::flip_horizontal_in_place(&mut resized);
+    }
+    color_jitter(&mut resized, 0.4, rng);
+    let offset = lighting_offset(rng, 0.1);
+    rgb_to_planar(&resized, offset, norm, out);
+}
+
 #[test]
 fn fused_imagenet_train_equals_the_step_by_step_composition_bit_for_bit() {
-    use lmsoftmax_data::transforms::{imagenet_train, imagenet_train_reference};
+    use lmsoftmax_data::transforms::imagenet_train;
     let norm = Normalize::imagenet();
     // a textured image with saturated corners (clipping in every blend) and a thin one
     for (w, h) in [(96u32, 72u32), (300, 40)] {
