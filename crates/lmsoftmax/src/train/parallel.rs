@@ -25,24 +25,17 @@ use lmsoftmax_data::HostBatch;
 use lmsoftmax_loss::{LargeMarginInSoftmaxLoss, LossError};
 use lmsoftmax_models::Network;
 
-/// What one training step produced.
+/// What one training step (or one replica's shard of it) produced.
 pub struct StepOutput {
-    /// The loss of the whole batch (the mean over rows; sum of the scaled shard losses).
+    /// The loss of the batch (the mean over rows; for a shard, scaled by its share of the batch,
+    /// so that the shards' losses sum to the batch's).
     pub loss: f64,
-    /// The logits of the whole batch, detached, on the main device, in batch order.
+    /// The logits, detached, in batch order (on the main device once gathered).
     pub logits: Tensor<2>,
-    /// The labels, on the main device.
+    /// The labels.
     pub labels: Tensor<1, Int>,
-    /// The gradients of the mean loss, on the main device.
+    /// The gradients of the loss (on the main device once gathered).
     pub grads: GradientsParams,
-}
-
-/// One shard's result.
-struct ShardOutput {
-    loss: f64,
-    logits: Tensor<2>,
-    labels: Tensor<1, Int>,
-    grads: GradientsParams,
 }
 
 /// Why a step failed: the loss's own error (so that callers can name the epoch and batch of a
@@ -73,7 +66,7 @@ fn shard_step(
     shard: HostBatch,
     scale: f64,
     device: &Device,
-) -> Result<ShardOutput, StepError> {
+) -> Result<StepOutput, StepError> {
     let (x, y) = shard.into_tensors(device);
     let logits = model.forward(x);
     let value = loss
@@ -86,7 +79,7 @@ fn shard_step(
     };
     let scalar = value.clone().into_scalar::<f32>() as f64;
     let grads = GradientsParams::from_grads(value.backward(), model);
-    Ok(ShardOutput {
+    Ok(StepOutput {
         loss: scalar,
         logits: logits.detach(),
         labels: y,
@@ -138,7 +131,7 @@ struct Job {
 
 struct Worker {
     jobs: Option<Sender<Job>>,
-    results: Receiver<Result<ShardOutput, StepError>>,
+    results: Receiver<Result<StepOutput, StepError>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -238,13 +231,7 @@ impl DataParallel {
     /// The loss's error on a shard, or a failed replica (its panic message).
     pub fn step(&self, model: &Network, batch: HostBatch) -> Result<StepOutput, StepError> {
         if self.workers.is_empty() {
-            let out = shard_step(model, &self.main_loss, batch, 1.0, &self.main)?;
-            return Ok(StepOutput {
-                loss: out.loss,
-                logits: out.logits,
-                labels: out.labels,
-                grads: out.grads,
-            });
+            return shard_step(model, &self.main_loss, batch, 1.0, &self.main);
         }
         let total = batch.labels.len() as f64;
         let shards = split(&batch, self.workers.len());
