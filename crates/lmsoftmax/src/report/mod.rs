@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::train::run::{EpochRow, RunMeta};
+use crate::train::run::{EpochRow, RunMeta, best_row};
 use crate::train::{LossKind, demo::mean_std};
 
 /// One training folder as written by `lmsoftmax train`.
@@ -96,13 +96,7 @@ impl RunRecord {
 
     /// The row of the lowest test top-1 error (ties: the later epoch, as the official script).
     pub fn best_row(&self) -> &EpochRow {
-        self.rows
-            .iter()
-            .fold(None::<&EpochRow>, |best, r| match best {
-                Some(b) if b.test_top1_err < r.test_top1_err => Some(b),
-                _ => Some(r),
-            })
-            .expect("load() refuses runs without rows")
+        best_row(&self.rows).expect("load() refuses runs without rows")
     }
 }
 
@@ -238,15 +232,18 @@ pub fn load_groups(dirs: &[PathBuf]) -> Result<Vec<Group>> {
             runs.push(RunRecord::load(&d)?);
         }
     }
-    let mut groups: BTreeMap<(String, String, String, String, String), Group> = BTreeMap::new();
+    type SortKey = (String, String, u32, bool, u64, String);
+    let mut groups: BTreeMap<SortKey, Group> = BTreeMap::new();
     for run in runs {
         let m = &run.meta;
-        // softmax sorts before large-margin within an experiment, as in the paper's tables
+        // Softmax sorts before large-margin within an experiment, as in the paper's tables.
+        // Width and lambda are never negative, so their bit patterns order as their values.
         let key = (
             m.dataset.clone(),
             m.arch.clone(),
-            format!("{:08.3}", m.width),
-            format!("{:?}-{:012.6}", m.loss, m.reg_lambda).replace("LargeMargin", "b"),
+            m.width.to_bits(),
+            m.loss == LossKind::LargeMargin,
+            m.reg_lambda.to_bits(),
             m.config.clone(),
         );
         groups

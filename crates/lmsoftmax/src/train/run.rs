@@ -133,7 +133,7 @@ pub struct RunMeta {
 }
 
 /// One metrics row (errors in percent).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EpochRow {
     /// Epoch, from 1.
     pub epoch: usize,
@@ -402,14 +402,24 @@ fn write_metrics(out: &Path, rows: &[EpochRow]) -> Result<()> {
     checkpoint::write_atomic(&out.join("metrics.jsonl"), jsonl.as_bytes())
 }
 
+/// The row of the lowest test top-1 error; ties go to the later epoch, as in the official script.
+///
+/// ```
+/// # use lmsoftmax::train::{EpochRow, run::best_row};
+/// let row = |epoch, err| EpochRow { epoch, test_top1_err: err, ..EpochRow::default() };
+/// let rows = [row(1, 9.0), row(2, 7.0), row(3, 7.0), row(4, 8.0)];
+/// assert_eq!(best_row(&rows).unwrap().epoch, 3);
+/// assert!(best_row(&[]).is_none());
+/// ```
+pub fn best_row(rows: &[EpochRow]) -> Option<&EpochRow> {
+    rows.iter().fold(None, |best, r| match best {
+        Some(b) if b.test_top1_err < r.test_top1_err => Some(b),
+        _ => Some(r),
+    })
+}
+
 fn best_of(rows: &[EpochRow]) -> (f64, f64) {
-    // ties go to the later epoch, as the official script
-    rows.iter()
-        .fold(None::<&EpochRow>, |best, r| match best {
-            Some(b) if b.test_top1_err < r.test_top1_err => Some(b),
-            _ => Some(r),
-        })
-        .map_or((f64::NAN, f64::NAN), |r| (r.test_top1_err, r.test_top5_err))
+    best_row(rows).map_or((f64::NAN, f64::NAN), |r| (r.test_top1_err, r.test_top5_err))
 }
 
 fn save(
@@ -742,11 +752,8 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
                 row.images_per_s
             );
         }
-        let is_best = state
-            .rows
-            .iter()
-            .all(|r| row.test_top1_err <= r.test_top1_err);
         state.rows.push(row);
+        let is_best = best_row(&state.rows).is_some_and(|b| b.epoch == epoch + 1);
         // Metrics and figures first, then the checkpoints that cover them, `last` at the end: a
         // run killed in between resumes from the previous `last` and rewrites the same files.
         write_metrics(out, &state.rows)?;
