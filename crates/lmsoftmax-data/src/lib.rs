@@ -21,6 +21,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod batch_buffers;
 pub mod cifar;
 pub mod dataset;
 pub mod download;

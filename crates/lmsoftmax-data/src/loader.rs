@@ -3,15 +3,17 @@
 //! RNG seeded by `(seed, epoch, index)`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_pcg::Pcg64Mcg;
 
+use crate::batch_buffers;
 use crate::error::DataError;
 use crate::source::Source;
 
@@ -28,11 +30,17 @@ pub struct HostBatch {
 
 impl HostBatch {
     /// Moves the batch to `device` as `(images [b,c,h,w], labels [b])`, handing its buffers over
-    /// (no copy on the CPU backend).
+    /// (no copy on the CPU backend). The image buffer returns to the
+    /// [batch buffer cache](crate::batch_buffers) when the last tensor using it is dropped.
     pub fn into_tensors(self, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
         let n = self.labels.len();
+        let images = TensorData::from_bytes(
+            batch_buffers::into_bytes(self.images),
+            self.shape,
+            DType::F32,
+        );
         (
-            Tensor::<4>::from_data(TensorData::new(self.images, self.shape), device),
+            Tensor::<4>::from_data(images, device),
             Tensor::<1, Int>::from_data(TensorData::new(self.labels, [n]), device),
         )
     }
@@ -60,7 +68,8 @@ pub struct LoaderConfig {
     pub seed: u64,
     /// Worker threads (0: make batches on the calling thread).
     pub workers: usize,
-    /// Batches made ahead of the consumer.
+    /// Batches made ahead of the consumer at most (at least `workers` are allowed, so that
+    /// every worker can be busy).
     pub prefetch: usize,
 }
 
@@ -88,27 +97,6 @@ pub fn epoch_order(len: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<usiz
     order
 }
 
-/// Asks the kernel to back a large, not yet touched buffer with transparent huge pages: an
-/// ImageNet batch (77 MB) then takes a few dozen page faults on first write instead of ~19,000.
-/// A hint only; nothing changes where the kernel does not offer them.
-fn advise_huge_pages(buf: &mut [f32]) {
-    #[cfg(target_os = "linux")]
-    {
-        const PAGE: usize = 4096;
-        let bytes = std::mem::size_of_val(buf);
-        if bytes < 4 << 20 {
-            return;
-        }
-        let start = buf.as_mut_ptr() as usize;
-        let aligned = start.div_ceil(PAGE) * PAGE;
-        let len = (start + bytes - aligned) / PAGE * PAGE;
-        // SAFETY: the range lies inside `buf`'s allocation; MADV_HUGEPAGE changes no contents.
-        unsafe {
-            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
-        }
-    }
-}
-
 /// Makes batch `b` of an epoch.
 fn make_batch(
     source: &Source,
@@ -120,8 +108,8 @@ fn make_batch(
     let [c, h, w] = source.output_shape();
     let per = c * h * w;
     let ids = &order[b * cfg.batch_size..((b + 1) * cfg.batch_size).min(order.len())];
-    let mut images = vec![0.0f32; ids.len() * per];
-    advise_huge_pages(&mut images);
+    // Reused from an earlier batch when one has been dropped: every slot is overwritten below.
+    let mut images = batch_buffers::take(ids.len() * per);
     let mut labels = Vec::with_capacity(ids.len());
     for (slot, &index) in ids.iter().enumerate() {
         let mut rng = sample_rng(cfg.seed, epoch, index as u64);
@@ -143,6 +131,45 @@ pub fn batches_per_epoch(len: usize, batch_size: usize) -> usize {
 /// What an epoch made on the calling thread needs: source, order, settings, epoch.
 type InlineEpoch = (Arc<Source>, Arc<Vec<usize>>, LoaderConfig, u64);
 
+/// How far the workers may run ahead, shared between them and the consumer.
+#[derive(Default)]
+struct Window {
+    state: Mutex<WindowState>,
+    moved: Condvar,
+}
+
+#[derive(Default)]
+struct WindowState {
+    /// Batches handed to the consumer so far.
+    consumed: usize,
+    /// The consumer is gone: workers stop.
+    closed: bool,
+}
+
+impl Window {
+    /// Waits until batch `b` may be started (`b < consumed + ahead`); false once closed.
+    fn wait_for(&self, b: usize, ahead: usize) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !st.closed && b >= st.consumed + ahead {
+            st = self.moved.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        !st.closed
+    }
+
+    fn set_consumed(&self, consumed: usize) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .consumed = consumed;
+        self.moved.notify_all();
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.moved.notify_all();
+    }
+}
+
 /// The batches of one epoch, in order.
 pub struct EpochBatches {
     rx: Option<Receiver<(usize, Result<HostBatch, DataError>)>>,
@@ -150,10 +177,15 @@ pub struct EpochBatches {
     next: usize,
     total: usize,
     inline: Option<InlineEpoch>,
+    window: Arc<Window>,
     workers: Vec<JoinHandle<()>>,
 }
 
 /// Starts an epoch: with workers, they begin making batches at once.
+///
+/// Workers take the next batch index from a shared counter, so batches are made roughly in
+/// order, and none starts a batch more than `max(prefetch, workers)` ahead of the consumer: a
+/// slow worker cannot leave the others filling memory with batches that wait for its own.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -167,6 +199,7 @@ pub struct EpochBatches {
 pub fn epoch_batches(source: Arc<Source>, cfg: LoaderConfig, epoch: u64) -> EpochBatches {
     let order = Arc::new(epoch_order(source.len(), cfg.seed, epoch, cfg.shuffle));
     let total = batches_per_epoch(source.len(), cfg.batch_size);
+    let window = Arc::new(Window::default());
     if cfg.workers == 0 {
         return EpochBatches {
             rx: None,
@@ -174,15 +207,24 @@ pub fn epoch_batches(source: Arc<Source>, cfg: LoaderConfig, epoch: u64) -> Epoc
             next: 0,
             total,
             inline: Some((source, order, cfg, epoch)),
+            window,
             workers: Vec::new(),
         };
     }
-    let (tx, rx) = sync_channel(cfg.prefetch.max(1));
+    let ahead = cfg.prefetch.max(cfg.workers);
+    // Never full: the window bounds what is in flight, so a send never blocks.
+    let (tx, rx) = sync_channel(ahead);
+    let counter = Arc::new(AtomicUsize::new(0));
     let workers = (0..cfg.workers)
-        .map(|k| {
+        .map(|_| {
             let (tx, source, order) = (tx.clone(), source.clone(), order.clone());
+            let (counter, window) = (counter.clone(), window.clone());
             std::thread::spawn(move || {
-                for b in (k..total).step_by(cfg.workers) {
+                loop {
+                    let b = counter.fetch_add(1, Ordering::Relaxed);
+                    if b >= total || !window.wait_for(b, ahead) {
+                        return;
+                    }
                     let batch = make_batch(&source, &order, &cfg, epoch, b);
                     if tx.send((b, batch)).is_err() {
                         return; // the consumer stopped early
@@ -197,6 +239,7 @@ pub fn epoch_batches(source: Arc<Source>, cfg: LoaderConfig, epoch: u64) -> Epoc
         next: 0,
         total,
         inline: None,
+        window,
         workers,
     }
 }
@@ -226,6 +269,7 @@ impl Iterator for EpochBatches {
                 }
             }
         }
+        self.window.set_consumed(self.next);
         self.pending.remove(&b)
     }
 
@@ -237,9 +281,72 @@ impl Iterator for EpochBatches {
 
 impl Drop for EpochBatches {
     fn drop(&mut self) {
+        self.window.close(); // wakes workers waiting for the window
         self.rx = None; // unblocks workers waiting to send
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_window_holds_a_worker_until_the_consumer_catches_up_or_leaves() {
+        let window = Arc::new(Window::default());
+        let started = Arc::new(AtomicUsize::new(0));
+        let (w, s) = (window.clone(), started.clone());
+        let worker = std::thread::spawn(move || {
+            // batch 5 with 2 ahead: may start once 4 batches are consumed
+            let ok = w.wait_for(5, 2);
+            s.store(1, Ordering::SeqCst);
+            ok
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        window.set_consumed(3);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            0,
+            "started 2 batches too far ahead"
+        );
+        window.set_consumed(4);
+        assert!(worker.join().unwrap());
+
+        let w = window.clone();
+        let blocked = std::thread::spawn(move || w.wait_for(100, 2));
+        std::thread::sleep(Duration::from_millis(20));
+        window.close();
+        assert!(
+            !blocked.join().unwrap(),
+            "a closed window must release its workers"
+        );
+    }
+
+    #[test]
+    fn dropping_an_epoch_early_stops_its_workers() {
+        let data = crate::synthetic(crate::SyntheticSpec {
+            train: 64,
+            test: 0,
+            seed: 1,
+        });
+        let source = Arc::new(Source {
+            images: crate::source::Images::Memory(Arc::new(data.train)),
+            augment: crate::source::Augment::None,
+            normalize: crate::transforms::Normalize::cifar10(),
+        });
+        let cfg = LoaderConfig {
+            batch_size: 2,
+            shuffle: false,
+            seed: 0,
+            workers: 3,
+            prefetch: 2,
+        };
+        let mut batches = epoch_batches(source, cfg, 0);
+        assert_eq!(batches.next().unwrap().unwrap().labels.len(), 2);
+        drop(batches); // joins the workers: the test would hang if any stayed blocked
     }
 }

@@ -297,3 +297,92 @@ fn crop_resize_takes_the_box_and_keeps_flat_regions_exact() {
         half.get_pixel(5, 5)
     );
 }
+
+/// Batch buffers are reused (`batch_buffers`) without being cleared, so every transform must
+/// overwrite its whole output: a slot first filled with NaN must come out all finite.
+#[test]
+fn every_transform_overwrites_its_whole_output() {
+    use lmsoftmax_data::{FolderOptions, ImageFolder};
+    let tmp = tempfile::tempdir().unwrap();
+    for (class, (w, h)) in [("a", (300u32, 200u32)), ("b", (150, 260))] {
+        let dir = tmp.path().join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+        });
+        img.save(dir.join("0.png")).unwrap();
+    }
+    let folder = Arc::new(ImageFolder::scan(tmp.path(), &FolderOptions::default()).unwrap());
+    let memory = synthetic_source(4).images.clone();
+    let cases = [
+        (memory.clone(), Augment::None),
+        (
+            memory,
+            Augment::PadCropFlip {
+                pad: 4,
+                fill: vec![125, 122, 113],
+            },
+        ),
+        (
+            Images::Folder(folder.clone()),
+            Augment::ImageNetTrain { size: 64 },
+        ),
+        (
+            Images::Folder(folder.clone()),
+            Augment::ImageNetTest {
+                resize: 72,
+                crop: 64,
+            },
+        ),
+        (Images::Folder(folder), Augment::None),
+    ];
+    for (images, augment) in cases {
+        let source = Source {
+            images,
+            augment: augment.clone(),
+            normalize: Normalize::imagenet(),
+        };
+        let [c, h, w] = source.output_shape();
+        for index in 0..2 {
+            let mut out = vec![f32::NAN; c * h * w];
+            source
+                .fill(index, &mut sample_rng(1, 0, index as u64), &mut out)
+                .unwrap();
+            let stale = out.iter().filter(|v| !v.is_finite()).count();
+            assert_eq!(
+                stale, 0,
+                "{augment:?}, image {index}: {stale} values not written"
+            );
+        }
+    }
+}
+
+/// Tensors made from batches hand their buffers back for reuse; batches written into reused
+/// buffers must equal freshly allocated ones, epoch after epoch.
+#[test]
+fn batches_in_reused_buffers_equal_fresh_ones() {
+    // 100 images of 3x32x32 = 307,200 values per batch: large enough to be cached for reuse.
+    let source = synthetic_source(250);
+    let cfg = |workers| LoaderConfig {
+        batch_size: 100,
+        shuffle: true,
+        seed: 3,
+        workers,
+        prefetch: 2,
+    };
+    let device = burn::tensor::Device::flex();
+    for epoch in [0u64, 1, 0, 2] {
+        let fresh: Vec<Vec<f32>> = epoch_batches(source.clone(), cfg(0), epoch)
+            .map(|b| b.unwrap().images)
+            .collect();
+        let via_tensors: Vec<Vec<f32>> = epoch_batches(source.clone(), cfg(2), epoch)
+            .map(|b| {
+                let (x, _) = b.unwrap().into_tensors(&device);
+                x.into_data().try_to_vec::<f32>().unwrap()
+            })
+            .collect();
+        assert_eq!(via_tensors.len(), 3);
+        assert!(via_tensors == fresh, "epoch {epoch}: batches differ");
+    }
+    assert!(lmsoftmax_data::batch_buffers::cached() > 0);
+}
