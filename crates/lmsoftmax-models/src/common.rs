@@ -137,7 +137,7 @@ pub struct ConvBnRelu {
 impl ConvBnRelu {
     /// Applies conv, BN (if any) and ReLU. Input `[n, c_in, h, w]`, output `[n, c_out, h', w']`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv.forward(x);
+        let x = crate::conv::forward(&self.conv, x);
         let x = match &self.bn {
             Some(bn) => batch_norm_forward(bn, x),
             None => x,

@@ -127,8 +127,8 @@ pub struct DenseLayer {
 impl DenseLayer {
     /// The new features (`growth_rate` channels) computed from the concatenated input.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv1.forward(relu(batch_norm_forward(&self.norm1, x)));
-        self.conv2.forward(relu(batch_norm_forward(&self.norm2, x)))
+        let x = crate::conv::forward(&self.conv1, relu(batch_norm_forward(&self.norm1, x)));
+        crate::conv::forward(&self.conv2, relu(batch_norm_forward(&self.norm2, x)))
     }
 }
 
@@ -196,15 +196,17 @@ pub struct DenseNet {
 impl DenseNet {
     /// Forward pass: `[n, c_in, h, w]` to `[n, num_classes]` logits.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = self
-            .pool0
-            .forward(relu(batch_norm_forward(&self.norm0, self.conv0.forward(x))));
+        let mut x = self.pool0.forward(relu(batch_norm_forward(
+            &self.norm0,
+            crate::conv::forward(&self.conv0, x),
+        )));
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
             if let Some(tr) = self.transitions.get(i) {
-                x = tr
-                    .pool
-                    .forward(tr.conv.forward(relu(batch_norm_forward(&tr.norm, x))));
+                x = tr.pool.forward(crate::conv::forward(
+                    &tr.conv,
+                    relu(batch_norm_forward(&tr.norm, x)),
+                ));
             }
         }
         let x = relu(batch_norm_forward(&self.norm5, x));

@@ -41,6 +41,7 @@
 use burn::module::Module;
 
 mod common;
+pub mod conv;
 pub mod densenet;
 mod error;
 pub mod layer13;

@@ -142,12 +142,18 @@ impl Bottleneck {
     /// Forward pass of the block.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => batch_norm_forward(&d.bn, d.conv.forward(x.clone())),
+            Some(d) => batch_norm_forward(&d.bn, crate::conv::forward(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let out = relu(batch_norm_forward(&self.bn1, self.conv1.forward(x)));
-        let out = relu(batch_norm_forward(&self.bn2, self.conv2.forward(out)));
-        let out = batch_norm_forward(&self.bn3, self.conv3.forward(out));
+        let out = relu(batch_norm_forward(
+            &self.bn1,
+            crate::conv::forward(&self.conv1, x),
+        ));
+        let out = relu(batch_norm_forward(
+            &self.bn2,
+            crate::conv::forward(&self.conv2, out),
+        ));
+        let out = batch_norm_forward(&self.bn3, crate::conv::forward(&self.conv3, out));
         relu(out + identity)
     }
 
@@ -191,9 +197,10 @@ impl ResNet {
 
     /// Forward pass: `[n, c_in, h, w]` to `[n, num_classes]` logits.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = self
-            .maxpool
-            .forward(relu(batch_norm_forward(&self.bn1, self.conv1.forward(x))));
+        let mut x = self.maxpool.forward(relu(batch_norm_forward(
+            &self.bn1,
+            crate::conv::forward(&self.conv1, x),
+        )));
         for stage in self.stages() {
             for block in stage {
                 x = block.forward(x);

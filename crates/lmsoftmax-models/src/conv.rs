@@ -1,0 +1,530 @@
+//! 2-D convolution with a fast weight gradient on the flex CPU backend.
+//!
+//! Burn 0.22 computes a convolution's weight gradient as another convolution, with the batch as
+//! channels and the output gradient as a `Ho x Wo` kernel. On flex that becomes, for each input
+//! channel, a matrix product with 9 columns (the 3x3 positions) and a depth of `N * Ho * Wo`,
+//! which re-reads the whole output gradient once per input channel: the largest single cost of
+//! a layer13 training step. Here the same gradient is the textbook product
+//!
+//! ```text
+//! dW [O, C*kh*kw] = sum over images  dY_n [O, Ho*Wo] x im2col(X_n)^T [Ho*Wo, C*kh*kw]
+//! ```
+//!
+//! made of a few images at a time (so the product is deep enough), each thread summing its own
+//! images into its own accumulator. The input gradient stays Burn's (a transposed convolution,
+//! already a well-shaped product on flex), and the forward is flex's own convolution.
+//!
+//! [`forward`] is what the networks call in place of [`Conv2d::forward`]: the same result, the
+//! same parameters and records; other backends, grouped convolutions and non-`f32` tensors take
+//! Burn's path unchanged.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::{ConvOptions, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, Flex, backend_extension};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Applies `conv` to `x` (`[n, c_in, h, w]`), exactly as [`Conv2d::forward`] does, with the
+/// fast weight gradient where it applies (flex backend, `f32`, one group).
+///
+/// ```
+/// use burn::nn::conv::Conv2dConfig;
+/// use burn::tensor::{Distribution, Tensor};
+/// let device = Default::default();
+/// let conv = Conv2dConfig::new([3, 8], [3, 3]).init(&device);
+/// let x = Tensor::<4>::random([2, 3, 10, 10], Distribution::Default, &device);
+/// let y = lmsoftmax_models::conv::forward(&conv, x.clone());
+/// assert_eq!(y.dims(), [2, 8, 8, 8]);
+/// y.to_data().assert_approx_eq::<f32>(&conv.forward(x).to_data(), Default::default());
+/// ```
+pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if conv.groups != 1 || x.dtype() != DType::F32 || !runs_on(&x.device()) {
+        return conv.forward(x);
+    }
+    // Symmetric explicit padding only ("same" can be asymmetric); the rest takes Burn's path.
+    let (top, left) = match conv.padding {
+        PaddingConfig2d::Valid => (0, 0),
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            (top, left)
+        }
+        _ => return conv.forward(x),
+    };
+    let options = ConvOptions::new(conv.stride, [top, left], conv.dilation, 1);
+    let out = <Dispatch as FastConvBackend>::conv2d_fast_weight_grad(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        options,
+    );
+    let out = Tensor::<4>::from_dispatch(out);
+    match &conv.bias {
+        Some(bias) => {
+            let c = bias.dims()[0];
+            out + bias.val().reshape([1, c, 1, 1])
+        }
+        None => out,
+    }
+}
+
+/// Whether `device` is the flex backend (with or without autodiff).
+fn runs_on(device: &Device) -> bool {
+    matches!(
+        device.as_dispatch().clone().inner(),
+        DispatchDevice::Flex(_)
+    )
+}
+
+/// The convolution (no bias, one group) as a backend operation with its own backward.
+#[backend_extension(Flex, Autodiff)]
+pub(crate) trait FastConvBackend: Backend {
+    /// `conv2d(x, weight)` with symmetric padding.
+    fn conv2d_fast_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self>;
+}
+
+impl FastConvBackend for Flex {
+    fn conv2d_fast_weight_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options)
+    }
+}
+
+/// The backward: Burn's input gradient, the weight gradient of [`weight_grad`].
+#[derive(Debug)]
+struct FastConvBackward;
+
+impl Backward<Flex, 2> for FastConvBackward {
+    /// Input, weight and options of the forward.
+    type State = (FlexTensor, FlexTensor, ConvOptions<2>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let [node_x, node_w] = ops.parents;
+        let (x, weight, options) = ops.state;
+        if let Some(node) = node_w {
+            let x = x.to_contiguous();
+            let grad = grad.to_contiguous();
+            let shape = weight.layout().shape().clone();
+            let dims: [usize; 4] = std::array::from_fn(|i| shape[i]);
+            let x_dims: [usize; 4] = std::array::from_fn(|i| x.layout().shape()[i]);
+            let g_dims: [usize; 4] = std::array::from_fn(|i| grad.layout().shape()[i]);
+            let dw = weight_grad(
+                x.storage::<f32>(),
+                x_dims,
+                grad.storage::<f32>(),
+                g_dims,
+                [dims[2], dims[3]],
+                &options,
+            );
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dw, dims)));
+        }
+        if let Some(node) = node_x {
+            let dx = <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, weight, grad, options);
+            grads.register::<Flex>(node.id, dx);
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
+    fn conv2d_fast_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let prep = FastConvBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful();
+        let (x, weight) = (x.into_primitive(), weight.into_primitive());
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let out = <Flex as ModuleOps<Flex>>::conv2d(
+                    x.clone(),
+                    weight.clone(),
+                    None,
+                    options.clone(),
+                );
+                prep.finish((x, weight, options), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(<Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options))
+            }
+        }
+    }
+}
+
+/// Depth of the matrix products (output positions times images) to aim for: deep enough that
+/// the accumulator `[O, C*kh*kw]` is read and written rarely compared with the work.
+const TARGET_DEPTH: usize = 512;
+
+/// The gradient of `conv2d(x, w)` (one group, symmetric padding) with respect to `w`, given
+/// `x` `[n, c, h, w]` and the output gradient `dy` `[n, o, ho, wo]`, both contiguous `f32`;
+/// returns `[o, c, kh, kw]` row-major.
+///
+/// ```
+/// use burn::backend::ops::ConvOptions;
+/// // 1 image, 1 channel, 3x3 input, 2x2 kernel, no padding: dW[i][j] = sum dy * shifted x
+/// let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+/// let dy = [1.0, 0.0, 0.0, 1.0];
+/// let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+/// let dw = lmsoftmax_models::conv::weight_grad(&x, [1, 1, 3, 3], &dy, [1, 1, 2, 2], [2, 2], &options);
+/// assert_eq!(dw, [1.0 + 5.0, 2.0 + 6.0, 4.0 + 8.0, 5.0 + 9.0]);
+/// ```
+pub fn weight_grad(
+    x: &[f32],
+    x_dims: [usize; 4],
+    dy: &[f32],
+    dy_dims: [usize; 4],
+    kernel: [usize; 2],
+    options: &ConvOptions<2>,
+) -> Vec<f32> {
+    let [n, c, _, _] = x_dims;
+    let [n_dy, o, ho, wo] = dy_dims;
+    assert_eq!(n, n_dy, "input and output gradient batch sizes differ");
+    assert_eq!(options.groups, 1, "weight_grad handles one group");
+    assert!(
+        !options.is_asymmetric(),
+        "weight_grad needs symmetric padding"
+    );
+    assert_eq!(x.len(), x_dims.iter().product::<usize>());
+    assert_eq!(dy.len(), dy_dims.iter().product::<usize>());
+    let k2 = c * kernel[0] * kernel[1];
+    let positions = ho * wo;
+    if n == 0 || positions == 0 || k2 == 0 || o == 0 {
+        return vec![0.0; o * k2];
+    }
+    let group = TARGET_DEPTH.div_ceil(positions).clamp(1, n);
+    let chunks: Vec<(usize, usize)> = (0..n)
+        .step_by(group)
+        .map(|start| (start, (start + group).min(n)))
+        .collect();
+    let threads = rayon::current_num_threads();
+    let geometry = Geometry {
+        x_dims,
+        out: [ho, wo],
+        kernel,
+        stride: options.stride,
+        padding: options.padding_begin(),
+        dilation: options.dilation,
+    };
+    if chunks.len() < threads {
+        // Too few images to share out: one accumulator, the products themselves in parallel.
+        let mut acc = vec![0.0f32; o * k2];
+        let mut scratch = Scratch::default();
+        for &(start, end) in &chunks {
+            accumulate(
+                &mut acc,
+                x,
+                dy,
+                o,
+                &geometry,
+                start..end,
+                &mut scratch,
+                gemm::Parallelism::Rayon(threads),
+            );
+        }
+        return acc;
+    }
+    chunks
+        .par_iter()
+        .fold(
+            || (vec![0.0f32; o * k2], Scratch::default()),
+            |(mut acc, mut scratch), &(start, end)| {
+                accumulate(
+                    &mut acc,
+                    x,
+                    dy,
+                    o,
+                    &geometry,
+                    start..end,
+                    &mut scratch,
+                    gemm::Parallelism::None,
+                );
+                (acc, scratch)
+            },
+        )
+        .map(|(acc, _)| acc)
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+            a
+        })
+        .expect("at least one chunk")
+}
+
+/// Shapes and options of one convolution.
+struct Geometry {
+    x_dims: [usize; 4],
+    out: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+}
+
+/// Buffers reused across the chunks of one thread.
+#[derive(Default)]
+struct Scratch {
+    cols: Vec<f32>,
+    grads: Vec<f32>,
+}
+
+/// `acc [o, k2] += dy[images] x im2col(x[images])^T`.
+#[allow(clippy::too_many_arguments)]
+fn accumulate(
+    acc: &mut [f32],
+    x: &[f32],
+    dy: &[f32],
+    o: usize,
+    g: &Geometry,
+    images: std::ops::Range<usize>,
+    scratch: &mut Scratch,
+    parallelism: gemm::Parallelism,
+) {
+    let [_, c, h, w] = g.x_dims;
+    let [ho, wo] = g.out;
+    let [kh, kw] = g.kernel;
+    let positions = ho * wo;
+    let depth = images.len() * positions;
+    let k2 = c * kh * kw;
+
+    // im2col, one row per (channel, ki, kj), one column per (image, output position)
+    scratch.cols.resize(k2 * depth, 0.0);
+    let cols = &mut scratch.cols;
+    for ci in 0..c {
+        for ki in 0..kh {
+            for kj in 0..kw {
+                let row = (ci * kh + ki) * kw + kj;
+                let dst_row = &mut cols[row * depth..(row + 1) * depth];
+                for (slot, img) in images.clone().enumerate() {
+                    let plane = &x[(img * c + ci) * h * w..(img * c + ci + 1) * h * w];
+                    let dst = &mut dst_row[slot * positions..(slot + 1) * positions];
+                    im2col_row(plane, [h, w], dst, [ho, wo], [ki, kj], g);
+                }
+            }
+        }
+    }
+
+    // The output gradients of these images as one [o, depth] matrix (a view when one image).
+    let (lhs, lhs_rs) = if images.len() == 1 {
+        (&dy[images.start * o * positions..], positions)
+    } else {
+        scratch.grads.resize(o * depth, 0.0);
+        for oc in 0..o {
+            for (slot, img) in images.clone().enumerate() {
+                let src = &dy[(img * o + oc) * positions..(img * o + oc + 1) * positions];
+                scratch.grads[oc * depth + slot * positions..][..positions].copy_from_slice(src);
+            }
+        }
+        (&scratch.grads[..], depth)
+    };
+
+    // SAFETY: every pointer/stride pair addresses elements inside its slice:
+    // dst [o, k2] row-major in `acc` (o * k2 elements), lhs [o, depth] with row stride `lhs_rs`
+    // (rows of `depth` used), rhs = cols^T [depth, k2]: element (p, k) at cols[k * depth + p].
+    unsafe {
+        gemm::gemm(
+            o,
+            k2,
+            depth,
+            acc.as_mut_ptr(),
+            1,
+            k2 as isize,
+            true,
+            lhs.as_ptr(),
+            1,
+            lhs_rs as isize,
+            cols.as_ptr(),
+            depth as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// One im2col row segment: for every output position, the input value kernel tap `(ki, kj)`
+/// reads (zero in the padding).
+fn im2col_row(
+    plane: &[f32],
+    [h, w]: [usize; 2],
+    dst: &mut [f32],
+    [ho, wo]: [usize; 2],
+    [ki, kj]: [usize; 2],
+    g: &Geometry,
+) {
+    let [sh, sw] = g.stride;
+    let [ph, pw] = g.padding;
+    let [dh, dw] = g.dilation;
+    let col_offset = (kj * dw) as isize - pw as isize;
+    // output columns whose input column lies inside [0, w)
+    let first = if col_offset < 0 {
+        ((-col_offset) as usize).div_ceil(sw)
+    } else {
+        0
+    };
+    let last = if (w as isize) > col_offset {
+        ((w as isize - col_offset) as usize).div_ceil(sw).min(wo)
+    } else {
+        0
+    };
+    for oh in 0..ho {
+        let out = &mut dst[oh * wo..(oh + 1) * wo];
+        let ih = (oh * sh + ki * dh) as isize - ph as isize;
+        if ih < 0 || ih >= h as isize || first >= last {
+            out.fill(0.0);
+            continue;
+        }
+        let row = &plane[ih as usize * w..(ih as usize + 1) * w];
+        out[..first].fill(0.0);
+        out[last..].fill(0.0);
+        let start = (first * sw) as isize + col_offset;
+        if sw == 1 {
+            let start = start as usize;
+            out[first..last].copy_from_slice(&row[start..start + (last - first)]);
+        } else {
+            for (k, v) in out[first..last].iter_mut().enumerate() {
+                *v = row[(start + (k * sw) as isize) as usize];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::Distribution;
+
+    /// Weight and input gradients of `sum(conv(x) * r)` through `f`.
+    fn grads_of(
+        conv: &Conv2d,
+        x: &Tensor<4>,
+        r: &Tensor<4>,
+        f: impl Fn(&Conv2d, Tensor<4>) -> Tensor<4>,
+    ) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>, Vec<f32>) {
+        let x = x.clone().require_grad();
+        let y = f(conv, x.clone());
+        let grads = (y.clone() * r.clone()).sum().backward();
+        let v = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+        (
+            v(y),
+            v(conv.weight.val().grad(&grads).unwrap()),
+            conv.bias.as_ref().map(|b| {
+                b.val()
+                    .grad(&grads)
+                    .unwrap()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap()
+            }),
+            v(x.grad(&grads).unwrap()),
+        )
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * scale,
+                "{what}[{i}]: fast {g} vs Burn {w} (scale {scale})"
+            );
+        }
+    }
+
+    /// Against Burn's own convolution and its gradients, across strides, paddings, dilations,
+    /// kernel sizes, bias, and batch sizes that make one or several images per product.
+    #[test]
+    fn matches_burns_convolution_and_gradients() {
+        let device = Device::flex().autodiff();
+        let cases = [
+            // (n, c_in, c_out, h, w, kernel, stride, padding, dilation, bias)
+            (3, 4, 5, 9, 7, 3, 1, 1, 1, false),
+            (2, 3, 6, 32, 32, 3, 1, 1, 1, true), // 1024 positions: one image per product
+            (5, 2, 3, 8, 8, 3, 2, 1, 1, false),
+            (4, 3, 4, 11, 10, 3, 1, 2, 2, true),
+            (9, 6, 7, 6, 6, 1, 1, 0, 1, false), // 1x1, many images per product
+            (2, 2, 3, 7, 9, 5, 3, 2, 1, false),
+            (1, 3, 2, 6, 5, 3, 1, 0, 1, true), // a single image: products in parallel
+            (3, 4, 4, 5, 5, 7, 1, 3, 1, false), // kernel wider than some rows' valid range
+        ];
+        for (k, &(n, ci, co, h, w, ks, s, p, d, bias)) in cases.iter().enumerate() {
+            let conv = Conv2dConfig::new([ci, co], [ks, ks])
+                .with_stride([s, s])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .with_dilation([d, d])
+                .with_bias(bias)
+                .init(&device);
+            let x = Tensor::<4>::random([n, ci, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let out_shape = conv.forward(x.clone()).dims();
+            let r = Tensor::<4>::random(out_shape, Distribution::Normal(0.0, 1.0), &device);
+            let fast = grads_of(&conv, &x, &r, forward);
+            let burn = grads_of(&conv, &x, &r, |c, x| c.forward(x));
+            let what = format!("case {k}");
+            assert_close(&fast.0, &burn.0, &format!("{what} output"));
+            assert_close(&fast.1, &burn.1, &format!("{what} weight grad"));
+            if let (Some(a), Some(b)) = (&fast.2, &burn.2) {
+                assert_close(a, b, &format!("{what} bias grad"));
+            }
+            assert_close(&fast.3, &burn.3, &format!("{what} input grad"));
+        }
+    }
+
+    /// The weight gradient against its definition, summed term by term in f64.
+    #[test]
+    fn weight_grad_equals_the_definition() {
+        let (n, c, h, w, o, kh, kw) = (3usize, 2usize, 6usize, 5usize, 3usize, 3usize, 2usize);
+        let options = ConvOptions::new([2, 1], [1, 2], [1, 2], 1);
+        let ho = (h + 2 - kh) / 2 + 1;
+        let wo = (w + 4 - 2 * (kw - 1) - 1) + 1;
+        let x: Vec<f32> = (0..n * c * h * w)
+            .map(|i| ((i * 37 % 11) as f32) - 5.0)
+            .collect();
+        let dy: Vec<f32> = (0..n * o * ho * wo)
+            .map(|i| ((i * 13 % 7) as f32) - 3.0)
+            .collect();
+        let got = weight_grad(&x, [n, c, h, w], &dy, [n, o, ho, wo], [kh, kw], &options);
+        for oc in 0..o {
+            for ic in 0..c {
+                for ki in 0..kh {
+                    for kj in 0..kw {
+                        let mut want = 0.0f64;
+                        for img in 0..n {
+                            for oh in 0..ho {
+                                for ow in 0..wo {
+                                    let ih = (oh * 2 + ki) as isize - 1;
+                                    let iw = (ow + kj * 2) as isize - 2;
+                                    if ih < 0 || iw < 0 || ih >= h as isize || iw >= w as isize {
+                                        continue;
+                                    }
+                                    let xv =
+                                        x[((img * c + ic) * h + ih as usize) * w + iw as usize];
+                                    let gv = dy[((img * o + oc) * ho + oh) * wo + ow];
+                                    want += xv as f64 * gv as f64;
+                                }
+                            }
+                        }
+                        let at = ((oc * c + ic) * kh + ki) * kw + kj;
+                        assert_eq!(got[at] as f64, want, "dW[{oc},{ic},{ki},{kj}]");
+                    }
+                }
+            }
+        }
+    }
+}
