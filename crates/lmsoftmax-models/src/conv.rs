@@ -1,4 +1,5 @@
-//! 2-D convolution with a fast weight gradient on the flex CPU backend.
+//! 2-D convolution for the flex CPU backend: im2col + one matrix product per few images, in both
+//! directions, with Burn's own convolution everywhere else.
 //!
 //! Burn 0.22 computes a convolution's weight gradient as another convolution, with the batch as
 //! channels and the output gradient as a `Ho x Wo` kernel. On flex that becomes, for each input
@@ -11,8 +12,10 @@
 //! ```
 //!
 //! made of a few images at a time (so the product is deep enough), each thread summing its own
-//! images into its own accumulator. The input gradient stays Burn's (a transposed convolution,
-//! already a well-shaped product on flex), and the forward is flex's own convolution.
+//! images into its own accumulator. The forward is the matching `W x im2col(X_n)`, written
+//! straight into the NCHW output (flex converts to NHWC, builds 512-position tiles and scatters
+//! the result back). The input gradient stays Burn's (a transposed convolution, already a
+//! well-shaped product on flex).
 //!
 //! [`forward`] is what the networks call in place of [`Conv2d::forward`]: the same result, the
 //! same parameters and records; other backends, grouped convolutions and non-`f32` tensors take
@@ -31,8 +34,9 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-/// Applies `conv` to `x` (`[n, c_in, h, w]`), exactly as [`Conv2d::forward`] does, with the
-/// fast weight gradient where it applies (flex backend, `f32`, one group).
+/// Applies `conv` to `x` (`[n, c_in, h, w]`), exactly as [`Conv2d::forward`] does, through
+/// [`forward_f32`] and [`weight_grad`] where they apply (flex backend, `f32`, one group, symmetric
+/// padding).
 ///
 /// ```
 /// use burn::nn::conv::Conv2dConfig;
@@ -97,7 +101,7 @@ impl FastConvBackend for Flex {
         weight: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options)
+        flex_forward(x, weight, &options)
     }
 }
 
@@ -150,19 +154,160 @@ impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
         let (x, weight) = (x.into_primitive(), weight.into_primitive());
         match prep {
             OpsKind::Tracked(prep) => {
-                let out = <Flex as ModuleOps<Flex>>::conv2d(
-                    x.clone(),
-                    weight.clone(),
-                    None,
-                    options.clone(),
-                );
+                let out = flex_forward(x.clone(), weight.clone(), &options);
                 prep.finish((x, weight, options), out)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(<Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(flex_forward(x, weight, &options)),
         }
     }
+}
+
+/// `conv2d(x, w)` (one group, symmetric padding, no bias) for contiguous `f32` `x`
+/// `[n, c, h, w]` and `weight` `[o, c, kh, kw]`: per few images, `W [o, c*kh*kw] x im2col`, written
+/// straight into the NCHW output. Returns the output and its shape.
+///
+/// ```
+/// use burn::backend::ops::ConvOptions;
+/// // 1 image, 1 channel, 3x3 input, 2x2 kernel picking the top-left and bottom-right taps
+/// let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+/// let w = [1.0, 0.0, 0.0, 1.0];
+/// let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+/// let (y, dims) = lmsoftmax_models::conv::forward_f32(&x, [1, 1, 3, 3], &w, [1, 1, 2, 2], &options);
+/// assert_eq!(dims, [1, 1, 2, 2]);
+/// assert_eq!(y, [1.0 + 5.0, 2.0 + 6.0, 4.0 + 8.0, 5.0 + 9.0]);
+/// ```
+pub fn forward_f32(
+    x: &[f32],
+    x_dims: [usize; 4],
+    weight: &[f32],
+    w_dims: [usize; 4],
+    options: &ConvOptions<2>,
+) -> (Vec<f32>, [usize; 4]) {
+    let [n, c, h, w] = x_dims;
+    let [o, c_w, kh, kw] = w_dims;
+    assert_eq!(c, c_w, "input channels and weight channels differ");
+    assert_eq!(options.groups, 1, "forward_f32 handles one group");
+    assert!(
+        !options.is_asymmetric(),
+        "forward_f32 needs symmetric padding"
+    );
+    assert_eq!(x.len(), x_dims.iter().product::<usize>());
+    assert_eq!(weight.len(), w_dims.iter().product::<usize>());
+    let [ph, pw] = options.padding_begin();
+    let out_side = |size: usize, pad: usize, k: usize, s: usize, d: usize| {
+        (size + 2 * pad)
+            .checked_sub(d * (k - 1) + 1)
+            .map(|v| v / s + 1)
+    };
+    let (Some(ho), Some(wo)) = (
+        out_side(h, ph, kh, options.stride[0], options.dilation[0]),
+        out_side(w, pw, kw, options.stride[1], options.dilation[1]),
+    ) else {
+        panic!("the kernel ({kh}x{kw}) does not fit the padded input ({h}x{w})");
+    };
+    let dims = [n, o, ho, wo];
+    let positions = ho * wo;
+    let mut out = vec![0.0f32; n * o * positions];
+    let k2 = c * kh * kw;
+    if n == 0 || positions == 0 || o == 0 {
+        return (out, dims);
+    }
+    let geometry = Geometry {
+        x_dims,
+        out: [ho, wo],
+        kernel: [kh, kw],
+        stride: options.stride,
+        padding: [ph, pw],
+        dilation: options.dilation,
+    };
+    let group = TARGET_DEPTH.div_ceil(positions).clamp(1, n);
+    let chunks = n.div_ceil(group);
+    let threads = rayon::current_num_threads();
+    let parallelism = if chunks < threads {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    let run = |(chunk, out): (usize, &mut [f32]), scratch: &mut Scratch| {
+        let images = chunk * group..((chunk + 1) * group).min(n);
+        let count = images.len();
+        let depth = count * positions;
+        im2col(x, &geometry, images, &mut scratch.cols);
+        // one image: the product lands in its [o, positions] block; several: in a scratch
+        // [o, depth] matrix, then copied image by image
+        let direct = count == 1;
+        if !direct {
+            scratch.grads.resize(o * depth, 0.0);
+        }
+        let dst: *mut f32 = if direct {
+            out.as_mut_ptr()
+        } else {
+            scratch.grads.as_mut_ptr()
+        };
+        // SAFETY: dst is [o, depth] row-major (o * depth elements: `out` holds count * o *
+        // positions = o * depth when direct, the scratch was resized to it otherwise); lhs is
+        // the weight [o, k2] row-major; rhs the im2col matrix [k2, depth] row-major.
+        unsafe {
+            gemm::gemm(
+                o,
+                depth,
+                k2,
+                dst,
+                1,
+                depth as isize,
+                false,
+                weight.as_ptr(),
+                1,
+                k2 as isize,
+                scratch.cols.as_ptr(),
+                1,
+                depth as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+        if !direct {
+            for slot in 0..count {
+                for oc in 0..o {
+                    out[(slot * o + oc) * positions..][..positions].copy_from_slice(
+                        &scratch.grads[oc * depth + slot * positions..][..positions],
+                    );
+                }
+            }
+        }
+    };
+    if chunks < threads {
+        let mut scratch = Scratch::default();
+        out.chunks_mut(group * o * positions)
+            .enumerate()
+            .for_each(|item| run(item, &mut scratch));
+    } else {
+        out.par_chunks_mut(group * o * positions)
+            .enumerate()
+            .for_each_init(Scratch::default, |scratch, item| run(item, scratch));
+    }
+    (out, dims)
+}
+
+/// The forward on flex tensors: [`forward_f32`] for `f32`, flex's own convolution otherwise.
+fn flex_forward(x: FlexTensor, weight: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options.clone());
+    }
+    let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+    let dims = |t: &FlexTensor| -> [usize; 4] { std::array::from_fn(|i| t.layout().shape()[i]) };
+    let (y, y_dims) = forward_f32(
+        x.storage::<f32>(),
+        dims(&x),
+        weight.storage::<f32>(),
+        dims(&weight),
+        options,
+    );
+    FlexTensor::from_data(TensorData::new(y, y_dims))
 }
 
 /// Depth of the matrix products (output positions times images) to aim for: deep enough that
@@ -292,29 +437,15 @@ fn accumulate(
     scratch: &mut Scratch,
     parallelism: gemm::Parallelism,
 ) {
-    let [_, c, h, w] = g.x_dims;
+    let [_, c, _, _] = g.x_dims;
     let [ho, wo] = g.out;
     let [kh, kw] = g.kernel;
     let positions = ho * wo;
     let depth = images.len() * positions;
     let k2 = c * kh * kw;
 
-    // im2col, one row per (channel, ki, kj), one column per (image, output position)
-    scratch.cols.resize(k2 * depth, 0.0);
-    let cols = &mut scratch.cols;
-    for ci in 0..c {
-        for ki in 0..kh {
-            for kj in 0..kw {
-                let row = (ci * kh + ki) * kw + kj;
-                let dst_row = &mut cols[row * depth..(row + 1) * depth];
-                for (slot, img) in images.clone().enumerate() {
-                    let plane = &x[(img * c + ci) * h * w..(img * c + ci + 1) * h * w];
-                    let dst = &mut dst_row[slot * positions..(slot + 1) * positions];
-                    im2col_row(plane, [h, w], dst, [ho, wo], [ki, kj], g);
-                }
-            }
-        }
-    }
+    im2col(x, g, images.clone(), &mut scratch.cols);
+    let cols = &scratch.cols;
 
     // The output gradients of these images as one [o, depth] matrix (a view when one image).
     let (lhs, lhs_rs) = if images.len() == 1 {
@@ -355,6 +486,30 @@ fn accumulate(
             false,
             parallelism,
         );
+    }
+}
+
+/// im2col of `images`: one row per `(channel, ki, kj)`, one column per (image, output
+/// position), `[c*kh*kw, images * ho*wo]` row-major in `cols` (resized to fit).
+fn im2col(x: &[f32], g: &Geometry, images: std::ops::Range<usize>, cols: &mut Vec<f32>) {
+    let [_, c, h, w] = g.x_dims;
+    let [ho, wo] = g.out;
+    let [kh, kw] = g.kernel;
+    let positions = ho * wo;
+    let depth = images.len() * positions;
+    cols.resize(c * kh * kw * depth, 0.0);
+    for ci in 0..c {
+        for ki in 0..kh {
+            for kj in 0..kw {
+                let row = (ci * kh + ki) * kw + kj;
+                let dst_row = &mut cols[row * depth..(row + 1) * depth];
+                for (slot, img) in images.clone().enumerate() {
+                    let plane = &x[(img * c + ci) * h * w..(img * c + ci + 1) * h * w];
+                    let dst = &mut dst_row[slot * positions..(slot + 1) * positions];
+                    im2col_row(plane, [h, w], dst, [ho, wo], [ki, kj], g);
+                }
+            }
+        }
     }
 }
 
@@ -463,6 +618,8 @@ mod tests {
             (2, 2, 3, 7, 9, 5, 3, 2, 1, false),
             (1, 3, 2, 6, 5, 3, 1, 0, 1, true), // a single image: products in parallel
             (3, 4, 4, 5, 5, 7, 1, 3, 1, false), // kernel wider than some rows' valid range
+            (40, 3, 4, 8, 8, 3, 1, 1, 1, false), // several chunks of 8 images, in parallel
+            (9, 2, 3, 23, 23, 3, 1, 1, 1, true), // several one-image chunks, in parallel
         ];
         for (k, &(n, ci, co, h, w, ks, s, p, d, bias)) in cases.iter().enumerate() {
             let conv = Conv2dConfig::new([ci, co], [ks, ks])
