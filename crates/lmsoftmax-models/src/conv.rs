@@ -310,6 +310,9 @@ fn flex_forward(x: FlexTensor, weight: FlexTensor, options: &ConvOptions<2>) -> 
     FlexTensor::from_data(TensorData::new(y, y_dims))
 }
 
+/// Partitions of a batch's weight gradient summed separately (and in parallel), at most.
+const PARTITIONS: usize = 16;
+
 /// Depth of the matrix products (output positions times images) to aim for: deep enough that
 /// the accumulator `[O, C*kh*kw]` is read and written rarely compared with the work.
 const TARGET_DEPTH: usize = 512;
@@ -364,29 +367,21 @@ pub fn weight_grad(
         padding: options.padding_begin(),
         dilation: options.dilation,
     };
-    if chunks.len() < threads {
-        // Too few images to share out: one accumulator, the products themselves in parallel.
-        let mut acc = vec![0.0f32; o * k2];
-        let mut scratch = Scratch::default();
-        for &(start, end) in &chunks {
-            accumulate(
-                &mut acc,
-                x,
-                dy,
-                o,
-                &geometry,
-                start..end,
-                &mut scratch,
-                gemm::Parallelism::Rayon(threads),
-            );
-        }
-        return acc;
-    }
-    chunks
-        .par_iter()
-        .fold(
-            || (vec![0.0f32; o * k2], Scratch::default()),
-            |(mut acc, mut scratch), &(start, end)| {
+    // A fixed split into partitions, each summed in order, then the partitions summed in order:
+    // the result depends on the shapes only, not on the thread count or on work stealing.
+    let per = chunks.len().div_ceil(chunks.len().min(PARTITIONS));
+    let parts = chunks.len().div_ceil(per);
+    let inner = if parts < threads {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    let partials: Vec<Vec<f32>> = chunks
+        .par_chunks(per)
+        .map(|part| {
+            let mut acc = vec![0.0f32; o * k2];
+            let mut scratch = Scratch::default();
+            for &(start, end) in part {
                 accumulate(
                     &mut acc,
                     x,
@@ -395,17 +390,25 @@ pub fn weight_grad(
                     &geometry,
                     start..end,
                     &mut scratch,
-                    gemm::Parallelism::None,
+                    inner,
                 );
-                (acc, scratch)
-            },
-        )
-        .map(|(acc, _)| acc)
-        .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-            a
+            }
+            acc
         })
-        .expect("at least one chunk")
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut total = partials.next().expect("at least one partition");
+    let rest: Vec<Vec<f32>> = partials.collect();
+    total
+        .par_chunks_mut(1 << 14)
+        .enumerate()
+        .for_each(|(i, block)| {
+            for part in &rest {
+                let src = &part[i << 14..][..block.len()];
+                block.iter_mut().zip(src).for_each(|(a, b)| *a += b);
+            }
+        });
+    total
 }
 
 /// Shapes and options of one convolution.
@@ -640,6 +643,43 @@ mod tests {
                 assert_close(a, b, &format!("{what} bias grad"));
             }
             assert_close(&fast.3, &burn.3, &format!("{what} input grad"));
+        }
+    }
+
+    /// Resumed runs must reproduce uninterrupted ones bit for bit: the weight gradient may not
+    /// depend on the thread count or on how rayon happened to share the work.
+    #[test]
+    fn weight_grad_is_bitwise_the_same_with_any_thread_count() {
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        for (n, c, o, side) in [(37usize, 5usize, 6usize, 8usize), (6, 3, 4, 24)] {
+            let x: Vec<f32> = (0..n * c * side * side)
+                .map(|i| ((i * 7919 % 1000) as f32).sin())
+                .collect();
+            let dy: Vec<f32> = (0..n * o * side * side)
+                .map(|i| ((i * 104_729 % 977) as f32).cos())
+                .collect();
+            let run = |threads: usize| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| {
+                        weight_grad(
+                            &x,
+                            [n, c, side, side],
+                            &dy,
+                            [n, o, side, side],
+                            [3, 3],
+                            &options,
+                        )
+                    })
+            };
+            let one = run(1);
+            for threads in [2, 3, 5] {
+                for _ in 0..3 {
+                    assert!(run(threads) == one, "{threads} threads, n = {n}");
+                }
+            }
         }
     }
 
