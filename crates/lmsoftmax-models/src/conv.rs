@@ -61,7 +61,7 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         _ => return conv.forward(x),
     };
     let options = ConvOptions::new(conv.stride, [top, left], conv.dilation, 1);
-    let out = <Dispatch as FastConvBackend>::conv2d_fast_weight_grad(
+    let out = <Dispatch as FastConvBackend>::conv2d_im2col(
         x.into_dispatch(),
         conv.weight.val().into_dispatch(),
         options,
@@ -88,7 +88,7 @@ fn runs_on(device: &Device) -> bool {
 #[backend_extension(Flex, Autodiff)]
 pub(crate) trait FastConvBackend: Backend {
     /// `conv2d(x, weight)` with symmetric padding.
-    fn conv2d_fast_weight_grad(
+    fn conv2d_im2col(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
@@ -96,16 +96,13 @@ pub(crate) trait FastConvBackend: Backend {
 }
 
 impl FastConvBackend for Flex {
-    fn conv2d_fast_weight_grad(
-        x: FlexTensor,
-        weight: FlexTensor,
-        options: ConvOptions<2>,
-    ) -> FlexTensor {
+    fn conv2d_im2col(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
         flex_forward(x, weight, &options)
     }
 }
 
-/// The backward: Burn's input gradient, the weight gradient of [`weight_grad`].
+/// The backward: Burn's input gradient, the weight gradient of [`weight_grad`] (Burn's for
+/// tensors other than `f32`).
 #[derive(Debug)]
 struct FastConvBackward;
 
@@ -118,21 +115,31 @@ impl Backward<Flex, 2> for FastConvBackward {
         let [node_x, node_w] = ops.parents;
         let (x, weight, options) = ops.state;
         if let Some(node) = node_w {
-            let x = x.to_contiguous();
-            let grad = grad.to_contiguous();
-            let shape = weight.layout().shape().clone();
-            let dims: [usize; 4] = std::array::from_fn(|i| shape[i]);
-            let x_dims: [usize; 4] = std::array::from_fn(|i| x.layout().shape()[i]);
-            let g_dims: [usize; 4] = std::array::from_fn(|i| grad.layout().shape()[i]);
-            let dw = weight_grad(
-                x.storage::<f32>(),
-                x_dims,
-                grad.storage::<f32>(),
-                g_dims,
-                [dims[2], dims[3]],
-                &options,
-            );
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dw, dims)));
+            let dw = if [x.dtype(), grad.dtype()] == [DType::F32; 2] {
+                let x = x.to_contiguous();
+                let grad = grad.to_contiguous();
+                let shape = weight.layout().shape().clone();
+                let dims: [usize; 4] = std::array::from_fn(|i| shape[i]);
+                let x_dims: [usize; 4] = std::array::from_fn(|i| x.layout().shape()[i]);
+                let g_dims: [usize; 4] = std::array::from_fn(|i| grad.layout().shape()[i]);
+                let dw = weight_grad(
+                    x.storage::<f32>(),
+                    x_dims,
+                    grad.storage::<f32>(),
+                    g_dims,
+                    [dims[2], dims[3]],
+                    &options,
+                );
+                FlexTensor::from_data(TensorData::new(dw, dims))
+            } else {
+                <Flex as ModuleOps<Flex>>::conv2d_weight_backward(
+                    x.clone(),
+                    weight.clone(),
+                    grad.clone(),
+                    options.clone(),
+                )
+            };
+            grads.register::<Flex>(node.id, dw);
         }
         if let Some(node) = node_x {
             let dx = <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, weight, grad, options);
@@ -142,7 +149,7 @@ impl Backward<Flex, 2> for FastConvBackward {
 }
 
 impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
-    fn conv2d_fast_weight_grad(
+    fn conv2d_im2col(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
