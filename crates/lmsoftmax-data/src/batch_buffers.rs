@@ -58,13 +58,10 @@ pub fn take(len: usize) -> Vec<f32> {
 ///
 /// ```
 /// use lmsoftmax_data::batch_buffers::{give, take};
-/// let buf = take(1 << 20);
-/// let at = buf.as_ptr();
-/// give(buf);
+/// give(take(1 << 20));
 /// // the next request that fits gets a cached buffer back (this one, unless another thread
 /// // returned one in between)
 /// assert_eq!(take(1 << 20).len(), 1 << 20);
-/// # let _ = at;
 /// ```
 pub fn give(buf: Vec<f32>) {
     // Small buffers cost little to allocate; caching them would only pin memory.
@@ -106,7 +103,7 @@ pub fn cached() -> usize {
 /// ```
 pub fn into_bytes(buf: Vec<f32>) -> Bytes {
     let len = std::mem::size_of_val(buf.as_slice());
-    let controller = Recycled { buf: Some(buf) };
+    let controller = Recycled { buf };
     // SAFETY: the first `len` bytes of the controller's memory are the buffer's `len / 4`
     // initialised `f32` values.
     unsafe { Bytes::from_controller(Box::new(controller), len) }
@@ -114,16 +111,7 @@ pub fn into_bytes(buf: Vec<f32>) -> Bytes {
 
 /// The allocation behind [`into_bytes`]: a `Vec<f32>` that goes back to the cache on drop.
 struct Recycled {
-    /// Always `Some` until dropped.
-    buf: Option<Vec<f32>>,
-}
-
-impl Recycled {
-    fn vec(&self) -> &Vec<f32> {
-        self.buf
-            .as_ref()
-            .expect("a recycled buffer is present until dropped")
-    }
+    buf: Vec<f32>,
 }
 
 impl AllocationController for Recycled {
@@ -136,7 +124,7 @@ impl AllocationController for Recycled {
     }
 
     fn memory(&self, _policy: AccessPolicy) -> Result<&[MaybeUninit<u8>], AccessError> {
-        let v = self.vec();
+        let v = &self.buf;
         // SAFETY: the vector's `len` initialised f32 values, viewed as bytes (MaybeUninit<u8>
         // has no validity requirement and alignment 1).
         Ok(unsafe {
@@ -148,10 +136,7 @@ impl AllocationController for Recycled {
         &mut self,
         _policy: AccessPolicy,
     ) -> Result<&mut [MaybeUninit<u8>], AccessError> {
-        let v = self
-            .buf
-            .as_mut()
-            .expect("a recycled buffer is present until dropped");
+        let v = &mut self.buf;
         let bytes = std::mem::size_of_val(v.as_slice());
         // SAFETY: as in `memory`; the caller writes only initialised bytes (trait contract), and
         // any bit pattern is a valid f32.
@@ -159,15 +144,13 @@ impl AllocationController for Recycled {
     }
 
     fn capacity(&self) -> usize {
-        std::mem::size_of_val(self.vec().as_slice())
+        std::mem::size_of_val(self.buf.as_slice())
     }
 }
 
 impl Drop for Recycled {
     fn drop(&mut self) {
-        if let Some(buf) = self.buf.take() {
-            give(buf);
-        }
+        give(std::mem::take(&mut self.buf));
     }
 }
 

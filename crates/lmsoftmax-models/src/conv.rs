@@ -190,28 +190,13 @@ pub fn forward_f32(
     w_dims: [usize; 4],
     options: &ConvOptions<2>,
 ) -> (Vec<f32>, [usize; 4]) {
-    let [n, c, h, w] = x_dims;
+    let [n, c, _, _] = x_dims;
     let [o, c_w, kh, kw] = w_dims;
     assert_eq!(c, c_w, "input channels and weight channels differ");
-    assert_eq!(options.groups, 1, "forward_f32 handles one group");
-    assert!(
-        !options.is_asymmetric(),
-        "forward_f32 needs symmetric padding"
-    );
     assert_eq!(x.len(), x_dims.iter().product::<usize>());
     assert_eq!(weight.len(), w_dims.iter().product::<usize>());
-    let [ph, pw] = options.padding_begin();
-    let out_side = |size: usize, pad: usize, k: usize, s: usize, d: usize| {
-        (size + 2 * pad)
-            .checked_sub(d * (k - 1) + 1)
-            .map(|v| v / s + 1)
-    };
-    let (Some(ho), Some(wo)) = (
-        out_side(h, ph, kh, options.stride[0], options.dilation[0]),
-        out_side(w, pw, kw, options.stride[1], options.dilation[1]),
-    ) else {
-        panic!("the kernel ({kh}x{kw}) does not fit the padded input ({h}x{w})");
-    };
+    let geometry = Geometry::new(x_dims, [kh, kw], options);
+    let [ho, wo] = geometry.out;
     let dims = [n, o, ho, wo];
     let positions = ho * wo;
     let mut out = vec![0.0f32; n * o * positions];
@@ -219,15 +204,7 @@ pub fn forward_f32(
     if n == 0 || positions == 0 || o == 0 {
         return (out, dims);
     }
-    let geometry = Geometry {
-        x_dims,
-        out: [ho, wo],
-        kernel: [kh, kw],
-        stride: options.stride,
-        padding: [ph, pw],
-        dilation: options.dilation,
-    };
-    let group = TARGET_DEPTH.div_ceil(positions).clamp(1, n);
+    let group = images_per_product(positions, n);
     let chunks = n.div_ceil(group);
     let threads = rayon::current_num_threads();
     let parallelism = if chunks < threads {
@@ -244,12 +221,12 @@ pub fn forward_f32(
         // [o, depth] matrix, then copied image by image
         let direct = count == 1;
         if !direct {
-            scratch.grads.resize(o * depth, 0.0);
+            scratch.packed.resize(o * depth, 0.0);
         }
         let dst: *mut f32 = if direct {
             out.as_mut_ptr()
         } else {
-            scratch.grads.as_mut_ptr()
+            scratch.packed.as_mut_ptr()
         };
         // SAFETY: dst is [o, depth] row-major (o * depth elements: `out` holds count * o *
         // positions = o * depth when direct, the scratch was resized to it otherwise); lhs is
@@ -281,7 +258,7 @@ pub fn forward_f32(
             for slot in 0..count {
                 for oc in 0..o {
                     out[(slot * o + oc) * positions..][..positions].copy_from_slice(
-                        &scratch.grads[oc * depth + slot * positions..][..positions],
+                        &scratch.packed[oc * depth + slot * positions..][..positions],
                     );
                 }
             }
@@ -348,32 +325,25 @@ pub fn weight_grad(
     let [n, c, _, _] = x_dims;
     let [n_dy, o, ho, wo] = dy_dims;
     assert_eq!(n, n_dy, "input and output gradient batch sizes differ");
-    assert_eq!(options.groups, 1, "weight_grad handles one group");
-    assert!(
-        !options.is_asymmetric(),
-        "weight_grad needs symmetric padding"
-    );
     assert_eq!(x.len(), x_dims.iter().product::<usize>());
     assert_eq!(dy.len(), dy_dims.iter().product::<usize>());
+    let geometry = Geometry::new(x_dims, kernel, options);
+    assert_eq!(
+        geometry.out,
+        [ho, wo],
+        "the output gradient's size does not match the convolution's output"
+    );
     let k2 = c * kernel[0] * kernel[1];
     let positions = ho * wo;
     if n == 0 || positions == 0 || k2 == 0 || o == 0 {
         return vec![0.0; o * k2];
     }
-    let group = TARGET_DEPTH.div_ceil(positions).clamp(1, n);
+    let group = images_per_product(positions, n);
     let chunks: Vec<(usize, usize)> = (0..n)
         .step_by(group)
         .map(|start| (start, (start + group).min(n)))
         .collect();
     let threads = rayon::current_num_threads();
-    let geometry = Geometry {
-        x_dims,
-        out: [ho, wo],
-        kernel,
-        stride: options.stride,
-        padding: options.padding_begin(),
-        dilation: options.dilation,
-    };
     // A fixed split into partitions, each summed in order, then the partitions summed in order:
     // the result depends on the shapes only, not on the thread count or on work stealing.
     let per = chunks.len().div_ceil(chunks.len().min(PARTITIONS));
@@ -418,6 +388,12 @@ pub fn weight_grad(
     total
 }
 
+/// Images per matrix product so that its depth (images times output positions) reaches
+/// [`TARGET_DEPTH`], within `1..=n`.
+fn images_per_product(positions: usize, n: usize) -> usize {
+    TARGET_DEPTH.div_ceil(positions).clamp(1, n)
+}
+
 /// Shapes and options of one convolution.
 struct Geometry {
     x_dims: [usize; 4],
@@ -428,11 +404,51 @@ struct Geometry {
     dilation: [usize; 2],
 }
 
+impl Geometry {
+    /// The convolution of `x_dims` input by a `kernel` with `options`.
+    ///
+    /// # Panics
+    /// With several groups or asymmetric padding (not handled here), or if the dilated kernel
+    /// does not fit the padded input.
+    fn new(x_dims: [usize; 4], kernel: [usize; 2], options: &ConvOptions<2>) -> Self {
+        assert_eq!(
+            options.groups, 1,
+            "the im2col convolution handles one group"
+        );
+        assert!(
+            !options.is_asymmetric(),
+            "the im2col convolution needs symmetric padding"
+        );
+        let [_, _, h, w] = x_dims;
+        let padding = options.padding_begin();
+        let side = |i: usize, size: usize| {
+            (size + 2 * padding[i])
+                .checked_sub(options.dilation[i] * (kernel[i] - 1) + 1)
+                .map(|v| v / options.stride[i] + 1)
+        };
+        let (Some(ho), Some(wo)) = (side(0, h), side(1, w)) else {
+            let [kh, kw] = kernel;
+            panic!("the kernel ({kh}x{kw}) does not fit the padded input ({h}x{w})");
+        };
+        Geometry {
+            x_dims,
+            out: [ho, wo],
+            kernel,
+            stride: options.stride,
+            padding,
+            dilation: options.dilation,
+        }
+    }
+}
+
 /// Buffers reused across the chunks of one thread.
 #[derive(Default)]
 struct Scratch {
+    /// The im2col matrix `[c*kh*kw, depth]`.
     cols: Vec<f32>,
-    grads: Vec<f32>,
+    /// An `[o, depth]` matrix of several images side by side: the packed output gradients
+    /// (weight gradient) or the product before it is unpacked into NCHW (forward).
+    packed: Vec<f32>,
 }
 
 /// `acc [o, k2] += dy[images] x im2col(x[images])^T`.
@@ -461,14 +477,14 @@ fn accumulate(
     let (lhs, lhs_rs) = if images.len() == 1 {
         (&dy[images.start * o * positions..], positions)
     } else {
-        scratch.grads.resize(o * depth, 0.0);
+        scratch.packed.resize(o * depth, 0.0);
         for oc in 0..o {
             for (slot, img) in images.clone().enumerate() {
                 let src = &dy[(img * o + oc) * positions..(img * o + oc + 1) * positions];
-                scratch.grads[oc * depth + slot * positions..][..positions].copy_from_slice(src);
+                scratch.packed[oc * depth + slot * positions..][..positions].copy_from_slice(src);
             }
         }
-        (&scratch.grads[..], depth)
+        (&scratch.packed[..], depth)
     };
 
     // SAFETY: every pointer/stride pair addresses elements inside its slice:
