@@ -210,21 +210,21 @@ fn series_of(groups: &[&Group], value: impl Fn(&EpochRow) -> f64) -> Vec<Series>
 /// # Errors
 /// The figure cannot be drawn or written.
 pub fn error_curves(experiment: &str, groups: &[&Group], path: &Path) -> Result<()> {
-    save_png(path, |root| {
-        let (left, right) = root.split_horizontally(WIDTH / 2);
-        panel(
-            &left,
-            &format!("{experiment}: test top-1 error"),
-            "error (%)",
-            &series_of(groups, |e| e.test_top1_err),
-        )?;
-        panel(
-            &right,
-            &format!("{experiment}: training top-1 error"),
-            "error (%)",
-            &series_of(groups, |e| e.train_top1_err),
-        )
-    })
+    side_by_side(
+        path,
+        [
+            (
+                format!("{experiment}: test top-1 error"),
+                "error (%)",
+                series_of(groups, |e| e.test_top1_err),
+            ),
+            (
+                format!("{experiment}: training top-1 error"),
+                "error (%)",
+                series_of(groups, |e| e.train_top1_err),
+            ),
+        ],
+    )
 }
 
 /// Training loss (left) and test loss (right) per epoch, each the run's own criterion.
@@ -232,20 +232,29 @@ pub fn error_curves(experiment: &str, groups: &[&Group], path: &Path) -> Result<
 /// # Errors
 /// The figure cannot be drawn or written.
 pub fn loss_curves(experiment: &str, groups: &[&Group], path: &Path) -> Result<()> {
+    side_by_side(
+        path,
+        [
+            (
+                format!("{experiment}: training loss"),
+                "loss",
+                series_of(groups, |e| e.train_loss),
+            ),
+            (
+                format!("{experiment}: test loss"),
+                "loss",
+                series_of(groups, |e| e.test_loss),
+            ),
+        ],
+    )
+}
+
+/// Two curve panels, left and right, each `(title, y label, series)`, in one PNG.
+fn side_by_side(path: &Path, [left, right]: [(String, &str, Vec<Series>); 2]) -> Result<()> {
     save_png(path, |root| {
-        let (left, right) = root.split_horizontally(WIDTH / 2);
-        panel(
-            &left,
-            &format!("{experiment}: training loss"),
-            "loss",
-            &series_of(groups, |e| e.train_loss),
-        )?;
-        panel(
-            &right,
-            &format!("{experiment}: test loss"),
-            "loss",
-            &series_of(groups, |e| e.test_loss),
-        )
+        let (l, r) = root.split_horizontally(WIDTH / 2);
+        panel(&l, &left.0, left.1, &left.2)?;
+        panel(&r, &right.0, right.1, &right.2)
     })
 }
 
