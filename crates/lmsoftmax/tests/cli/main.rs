@@ -70,7 +70,7 @@ fn models_json_lists_every_network_with_counts() {
         .args(["models", "--json"])
         .output()
         .expect("run lmsoftmax");
-    assert!(out.status.success());
+    assert_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON array");
     let rows = v.as_array().unwrap();
     let find = |name: &str, classes: u64| {
@@ -316,14 +316,7 @@ fn interrupted_and_resumed_run_has_the_same_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole");
     let parts = dir.path().join("parts");
-    assert!(
-        lmsoftmax()
-            .args(tiny_train(&whole))
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    assert_ok(&lmsoftmax().args(tiny_train(&whole)).output().unwrap());
     let res = lmsoftmax()
         .args(tiny_train(&parts))
         .args(["--stop-after", "1"])
@@ -358,14 +351,12 @@ fn interrupted_and_resumed_run_has_the_same_metrics() {
 fn corrupt_checkpoint_and_bad_options_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    assert!(
-        lmsoftmax()
+    assert_ok(
+        &lmsoftmax()
             .args(tiny_train(&out))
             .args(["--stop-after", "1"])
             .output()
-            .unwrap()
-            .status
-            .success()
+            .unwrap(),
     );
     let ckpt = out.join("checkpoint-last.ckpt");
     let bytes = std::fs::read(&ckpt).unwrap();
@@ -423,14 +414,7 @@ fn configs_lists_the_official_names() {
 fn eval_of_the_last_checkpoint_reproduces_the_last_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    assert!(
-        lmsoftmax()
-            .args(tiny_train(&out))
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    assert_ok(&lmsoftmax().args(tiny_train(&out)).output().unwrap());
     let res = lmsoftmax()
         .args([
             "eval",

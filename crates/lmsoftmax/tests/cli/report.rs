@@ -159,7 +159,7 @@ fn official_flags_evaluate_start_epoch_and_checkpoint_files() {
         .args(["--loss", "softmax", "--stop-after", "1"])
         .output()
         .unwrap();
-    assert!(res.status.success());
+    assert_ok(&res);
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(soft.join("run.json")).unwrap()).unwrap();
     assert_eq!(meta["config"], "layer13_largemargin+softmax");
