@@ -165,17 +165,23 @@ fn luma(r: u8, g: u8, b: u8) -> u8 {
     ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
 }
 
-/// ColorJitter(brightness, contrast, saturation) with factors uniform in `[1-s, 1+s]`, applied
-/// in a random order, with PIL's semantics (brightness blends with black, contrast with the mean
-/// grey level, saturation with the grey image).
-pub fn color_jitter(img: &mut RgbImage, strength: f32, rng: &mut impl Rng) {
+/// ColorJitter's random choices, in the order they are drawn: a random order of the three
+/// operations (0 brightness, 1 contrast, 2 saturation), then each one's factor, uniform in
+/// `[1 - strength, 1 + strength]`.
+fn jitter_draws(strength: f32, rng: &mut impl Rng) -> [(u8, f32); 3] {
     let mut order = [0u8, 1, 2];
     for i in (1..3).rev() {
         let j = rng.random_range(0..=i);
         order.swap(i, j);
     }
-    for op in order {
-        let f = rng.random_range(1.0 - strength..=1.0 + strength);
+    order.map(|op| (op, rng.random_range(1.0 - strength..=1.0 + strength)))
+}
+
+/// ColorJitter(brightness, contrast, saturation) with factors uniform in `[1-s, 1+s]`, applied
+/// in a random order, with PIL's semantics (brightness blends with black, contrast with the mean
+/// grey level, saturation with the grey image).
+pub fn color_jitter(img: &mut RgbImage, strength: f32, rng: &mut impl Rng) {
+    for (op, f) in jitter_draws(strength, rng) {
         match op {
             0 => img.iter_mut().for_each(|p| *p = blend_px(*p, 0.0, f)),
             1 => {
@@ -320,14 +326,8 @@ pub fn imagenet_train(
 /// [`color_jitter`]'s random draws and arithmetic, with brightness and contrast deferred into
 /// the returned byte table (to be applied by the caller); saturation is applied in place.
 fn jitter_in_place(img: &mut RgbImage, strength: f32, rng: &mut impl Rng) -> [u8; 256] {
-    let mut order = [0u8, 1, 2];
-    for i in (1..3).rev() {
-        let j = rng.random_range(0..=i);
-        order.swap(i, j);
-    }
     let mut table: [u8; 256] = std::array::from_fn(|v| v as u8);
-    for op in order {
-        let f = rng.random_range(1.0 - strength..=1.0 + strength);
+    for (op, f) in jitter_draws(strength, rng) {
         match op {
             0 => table = table.map(|v| blend_px(v, 0.0, f)),
             1 => {
