@@ -21,7 +21,7 @@ use anyhow::{Result, anyhow, bail};
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Int, Tensor};
-use lmsoftmax_data::HostBatch;
+use lmsoftmax_data::{HostBatch, batch_buffers};
 use lmsoftmax_loss::{LargeMarginInSoftmaxLoss, LossError};
 use lmsoftmax_models::Network;
 
@@ -112,9 +112,12 @@ fn split(batch: &HostBatch, devices: usize) -> Vec<HostBatch> {
     shard_sizes(batch.labels.len(), devices)
         .into_iter()
         .map(|n| {
+            // in a reused buffer, as the loader's batches (it returns there after the step)
+            let mut images = batch_buffers::take(n * per_image);
+            images.copy_from_slice(&batch.images[start * per_image..(start + n) * per_image]);
             let shard = HostBatch {
                 shape: [n, c, h, w],
-                images: batch.images[start * per_image..(start + n) * per_image].to_vec(),
+                images,
                 labels: batch.labels[start..start + n].to_vec(),
             };
             start += n;
@@ -235,6 +238,7 @@ impl DataParallel {
         }
         let total = batch.labels.len() as f64;
         let shards = split(&batch, self.workers.len());
+        batch_buffers::give(batch.images); // copied into the shards: free for the next batch
         let mut busy = Vec::new();
         for (worker, shard) in self.workers.iter().zip(shards) {
             if shard.labels.is_empty() {
