@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Side-by-side training-step benchmark of layer13 (batch 128, CIFAR input): `lmsoftmax bench
-train-step` against the PyTorch reference ../shared/bench/ref_layer13.py (same network, SGD
-momentum 0.9, weight decay 1e-4), 1 and 2 threads, in one session. Also forward-only eval images/s.
+"""Side-by-side training-step benchmark: `lmsoftmax bench train-step` against PyTorch on the same
+cores, in one session, with SGD momentum 0.9 and weight decay 1e-4 on both sides (the timing
+loop of ../shared/bench/ref_layer13.py). Also forward-only eval images/s.
 
-Usage: scripts/bench_train_step.py [--shared ../shared] [--reps 5] [--warmup 2]
+- layer13 (the default): batch 128, CIFAR input, against ../shared/bench/ref_layer13.py.
+- a torchvision network (`--arch resnet50,resnext50_32x4d,...`: vgg16, vgg16_bn, resnet50,
+  resnext50_32x4d, densenet169): 224x224 input, 1000 classes, against the torchvision model.
+
+Usage: scripts/bench_train_step.py [--arch layer13] [--batch-size B] [--threads 1,2]
+                                   [--losses large-margin,softmax] [--reps 5] [--warmup 2]
 Prints a Markdown table; absolute times on shared 2-core machines drift, compare the ratios.
 """
 import argparse
@@ -21,44 +26,65 @@ import torch, torch.nn as nn
 import ref_layer13 as ref
 from ref_loss import LargeMarginInSoftmaxLoss
 threads, reps, warmup, loss = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+arch, batch = sys.argv[6], int(sys.argv[7])
 torch.set_num_threads(threads)
 ref.REPS, ref.WARMUP = reps, warmup
 torch.manual_seed(0)
-x = torch.randn(128, 3, 32, 32); y = torch.randint(0, 10, (128,))
+if arch == "layer13":
+    classes, side = 10, 32
+    m = ref.layer13(num_classes=classes)
+else:
+    import torchvision
+    classes, side = 1000, 224
+    m = getattr(torchvision.models, arch)(num_classes=classes)
+x = torch.randn(batch, 3, side, side); y = torch.randint(0, classes, (batch,))
 crit = nn.CrossEntropyLoss() if loss == "softmax" else LargeMarginInSoftmaxLoss(reg_lambda=0.3)
-m = ref.layer13(num_classes=10)
 step_ms = ref.bench_train(m, crit, x, y)[0]
 eval_ms = ref.bench_eval(m, x)
-print(json.dumps({"step_ms": step_ms, "eval_images_per_s": 128 / (eval_ms / 1e3)}))
+print(json.dumps({"step_ms": step_ms, "eval_images_per_s": batch / (eval_ms / 1e3)}))
 """
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
+    ap.add_argument("--arch", default="layer13", help="comma-separated networks")
+    ap.add_argument("--batch-size", type=int, help="default: 128 for layer13, 8 otherwise")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--losses", default="large-margin,softmax")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     a = ap.parse_args()
+    archs = a.arch.split(",")
+    torchvision_archs = {"vgg16", "vgg16_bn", "resnet50", "resnext50_32x4d", "densenet169"}
+    for arch in archs:
+        if arch != "layer13" and arch not in torchvision_archs:
+            ap.error(f"--arch {arch}: PyTorch has it only as layer13 or {sorted(torchvision_archs)}")
     shared = Path(a.shared)
     subprocess.run(["cargo", "build", "--release", "-p", "lmsoftmax"], check=True, cwd=ROOT)
     python = subprocess.run(["bash", str(shared / "bench" / "setup-torch.sh")], check=True, capture_output=True,
                             text=True).stdout.strip().splitlines()[-1]
-    print("| threads | loss | ours step ms | PyTorch step ms | ours / PyTorch (step) | ours eval img/s "
-          "| PyTorch eval img/s | ours / PyTorch (eval img/s) |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
-    for threads in (1, 2):
-        for loss in ("large-margin", "softmax"):
-            env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-            out = subprocess.run([str(ROOT / "target/release/lmsoftmax"), "bench", "train-step", "--arch", "layer13",
-                                  "--batch-size", "128", "--loss", loss, "--reps", str(a.reps), "--warmup",
-                                  str(a.warmup), "--json"], check=True, capture_output=True, text=True, env=env)
-            o = json.loads(out.stdout.strip().splitlines()[-1])
-            out = subprocess.run([python, "-c", TORCH_SIDE, str(shared / "bench"), str(threads), str(a.reps),
-                                  str(a.warmup), loss], check=True, capture_output=True, text=True)
-            t = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"| {threads} | {loss} | {o['step_ms']:.0f} | {t['step_ms']:.0f} | {o['step_ms'] / t['step_ms']:.2f} "
-                  f"| {o['eval_images_per_s']:.0f} | {t['eval_images_per_s']:.0f} "
-                  f"| {o['eval_images_per_s'] / t['eval_images_per_s']:.2f} |", flush=True)
+    print("| network | batch | threads | loss | ours step ms | PyTorch step ms | ours / PyTorch (step) "
+          "| ours eval img/s | PyTorch eval img/s | ours / PyTorch (eval img/s) |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    for arch in archs:
+        batch = a.batch_size or (128 if arch == "layer13" else 8)
+        for threads in map(int, a.threads.split(",")):
+            for loss in a.losses.split(","):
+                env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+                out = subprocess.run([str(ROOT / "target/release/lmsoftmax"), "bench", "train-step", "--arch", arch,
+                                      "--batch-size", str(batch), "--loss", loss, "--reps", str(a.reps),
+                                      "--warmup", str(a.warmup), "--json"],
+                                     check=True, capture_output=True, text=True, env=env)
+                o = json.loads(out.stdout.strip().splitlines()[-1])
+                out = subprocess.run([python, "-c", TORCH_SIDE, str(shared / "bench"), str(threads), str(a.reps),
+                                      str(a.warmup), loss, arch, str(batch)], check=True, capture_output=True,
+                                     text=True)
+                t = json.loads(out.stdout.strip().splitlines()[-1])
+                print(f"| {arch} | {batch} | {threads} | {loss} | {o['step_ms']:.0f} | {t['step_ms']:.0f} "
+                      f"| {o['step_ms'] / t['step_ms']:.2f} | {o['eval_images_per_s']:.1f} "
+                      f"| {t['eval_images_per_s']:.1f} | {o['eval_images_per_s'] / t['eval_images_per_s']:.2f} |",
+                      flush=True)
 
 
 if __name__ == "__main__":

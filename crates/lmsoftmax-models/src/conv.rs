@@ -12,13 +12,14 @@
 //! ```
 //!
 //! made of a few images at a time (so the product is deep enough), each thread summing its own
-//! images into its own accumulator. The forward is the matching `W x im2col(X_n)`, written
+//! images into its own accumulator. A grouped convolution (ResNeXt's) is one such product per
+//! group, on the group's channels and weight rows. The forward is the matching `W x im2col(X_n)`, written
 //! straight into the NCHW output (flex converts to NHWC, builds 512-position tiles and scatters
 //! the result back). The input gradient stays Burn's (a transposed convolution, already a
 //! well-shaped product on flex).
 //!
 //! [`forward`] is what the networks call in place of [`Conv2d::forward`]: the same result, the
-//! same parameters and records; other backends, grouped convolutions and non-`f32` tensors take
+//! same parameters and records; other backends, asymmetric padding and non-`f32` tensors take
 //! Burn's path unchanged.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -35,8 +36,8 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 /// Applies `conv` to `x` (`[n, c_in, h, w]`), exactly as [`Conv2d::forward`] does, through
-/// [`forward_f32`] and [`weight_grad`] where they apply (flex backend, `f32`, one group, symmetric
-/// padding).
+/// [`forward_f32`] and [`weight_grad`] where they apply (flex backend, `f32`, symmetric
+/// padding; any number of groups).
 ///
 /// ```
 /// use burn::nn::conv::Conv2dConfig;
@@ -49,7 +50,7 @@ use rayon::prelude::*;
 /// y.to_data().assert_approx_eq::<f32>(&conv.forward(x).to_data(), Default::default());
 /// ```
 pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if conv.groups != 1 || x.dtype() != DType::F32 || !runs_on(&x.device()) {
+    if x.dtype() != DType::F32 || !runs_on(&x.device()) {
         return conv.forward(x);
     }
     // Symmetric explicit padding only ("same" can be asymmetric); the rest takes Burn's path.
@@ -60,7 +61,7 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         }
         _ => return conv.forward(x),
     };
-    let options = ConvOptions::new(conv.stride, [top, left], conv.dilation, 1);
+    let options = ConvOptions::new(conv.stride, [top, left], conv.dilation, conv.groups);
     let out = <Dispatch as FastConvBackend>::conv2d_im2col(
         x.into_dispatch(),
         conv.weight.val().into_dispatch(),
@@ -77,14 +78,14 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 }
 
 /// Whether `device` is the flex backend (with or without autodiff).
-fn runs_on(device: &Device) -> bool {
+pub(crate) fn runs_on(device: &Device) -> bool {
     matches!(
         device.as_dispatch().clone().inner(),
         DispatchDevice::Flex(_)
     )
 }
 
-/// The convolution (no bias, one group) as a backend operation with its own backward.
+/// The convolution (no bias) as a backend operation with its own backward.
 #[backend_extension(Flex, Autodiff)]
 pub(crate) trait FastConvBackend: Backend {
     /// `conv2d(x, weight)` with symmetric padding.
@@ -169,9 +170,10 @@ impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
     }
 }
 
-/// `conv2d(x, w)` (one group, symmetric padding, no bias) for contiguous `f32` `x`
-/// `[n, c, h, w]` and `weight` `[o, c, kh, kw]`: per few images, `W [o, c*kh*kw] x im2col`, written
-/// straight into the NCHW output. Returns the output and its shape.
+/// `conv2d(x, w)` (symmetric padding, no bias, `options.groups` groups) for contiguous `f32` `x`
+/// `[n, c, h, w]` and `weight` `[o, c / groups, kh, kw]`: per few images and per group,
+/// `W_g [o / groups, c/groups*kh*kw] x im2col_g`, written straight into the NCHW output.
+/// Returns the output and its shape.
 ///
 /// ```
 /// use burn::backend::ops::ConvOptions;
@@ -190,22 +192,29 @@ pub fn forward_f32(
     w_dims: [usize; 4],
     options: &ConvOptions<2>,
 ) -> (Vec<f32>, [usize; 4]) {
-    let [n, c, _, _] = x_dims;
-    let [o, c_w, kh, kw] = w_dims;
-    assert_eq!(c, c_w, "input channels and weight channels differ");
+    let [n, _, _, _] = x_dims;
+    let [o, _, kh, kw] = w_dims;
     assert_eq!(x.len(), x_dims.iter().product::<usize>());
     assert_eq!(weight.len(), w_dims.iter().product::<usize>());
-    let geometry = Geometry::new(x_dims, [kh, kw], options);
+    let geometry = Geometry::new(x_dims, w_dims, options);
     let [ho, wo] = geometry.out;
     let dims = [n, o, ho, wo];
     let positions = ho * wo;
     let mut out = vec![0.0f32; n * o * positions];
-    let k2 = c * kh * kw;
+    // per group: `og` output channels, each a product over `k2` = (channels of the group) * kh * kw
+    let og = o / geometry.groups;
+    let k2 = geometry.group_channels * kh * kw;
     if n == 0 || positions == 0 || o == 0 {
         return (out, dims);
     }
-    let group = images_per_product(positions, n);
-    let chunks = n.div_ceil(group);
+    // A 1x1 convolution multiplies each image's own [c, positions] matrix: no im2col, one
+    // image per product, written in place.
+    let per_product = if geometry.pointwise() {
+        1
+    } else {
+        images_per_product(positions, n)
+    };
+    let chunks = n.div_ceil(per_product);
     let threads = rayon::current_num_threads();
     let parallelism = if chunks < threads {
         gemm::Parallelism::Rayon(threads)
@@ -213,10 +222,9 @@ pub fn forward_f32(
         gemm::Parallelism::None
     };
     let run = |(chunk, out): (usize, &mut [f32]), scratch: &mut Scratch| {
-        let images = chunk * group..((chunk + 1) * group).min(n);
+        let images = chunk * per_product..((chunk + 1) * per_product).min(n);
         let count = images.len();
         let depth = count * positions;
-        im2col(x, &geometry, images, &mut scratch.cols);
         // one image: the product lands in its [o, positions] block; several: in a scratch
         // [o, depth] matrix, then copied image by image
         let direct = count == 1;
@@ -228,31 +236,35 @@ pub fn forward_f32(
         } else {
             scratch.packed.as_mut_ptr()
         };
-        // SAFETY: dst is [o, depth] row-major (o * depth elements: `out` holds count * o *
-        // positions = o * depth when direct, the scratch was resized to it otherwise); lhs is
-        // the weight [o, k2] row-major; rhs the im2col matrix [k2, depth] row-major.
-        unsafe {
-            gemm::gemm(
-                o,
-                depth,
-                k2,
-                dst,
-                1,
-                depth as isize,
-                false,
-                weight.as_ptr(),
-                1,
-                k2 as isize,
-                scratch.cols.as_ptr(),
-                1,
-                depth as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
+        for group in 0..geometry.groups {
+            let cols = columns(x, &geometry, group, images.clone(), &mut scratch.cols);
+            // SAFETY: dst is [o, depth] row-major (o * depth elements: `out` holds count * o *
+            // positions = o * depth when direct, the scratch was resized to it otherwise), of
+            // which this group writes rows group*og.. (og of them); lhs is the group's weight
+            // rows, [og, k2] row-major; rhs the group's im2col matrix [k2, depth] row-major.
+            unsafe {
+                gemm::gemm(
+                    og,
+                    depth,
+                    k2,
+                    dst.add(group * og * depth),
+                    1,
+                    depth as isize,
+                    false,
+                    weight.as_ptr().add(group * og * k2),
+                    1,
+                    k2 as isize,
+                    cols.as_ptr(),
+                    1,
+                    depth as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                );
+            }
         }
         if !direct {
             for slot in 0..count {
@@ -266,11 +278,11 @@ pub fn forward_f32(
     };
     if chunks < threads {
         let mut scratch = Scratch::default();
-        out.chunks_mut(group * o * positions)
+        out.chunks_mut(per_product * o * positions)
             .enumerate()
             .for_each(|item| run(item, &mut scratch));
     } else {
-        out.par_chunks_mut(group * o * positions)
+        out.par_chunks_mut(per_product * o * positions)
             .enumerate()
             .for_each_init(Scratch::default, |scratch, item| run(item, scratch));
     }
@@ -301,9 +313,9 @@ const PARTITIONS: usize = 16;
 /// the accumulator `[O, C*kh*kw]` is read and written rarely compared with the work.
 const TARGET_DEPTH: usize = 512;
 
-/// The gradient of `conv2d(x, w)` (one group, symmetric padding) with respect to `w`, given
-/// `x` `[n, c, h, w]` and the output gradient `dy` `[n, o, ho, wo]`, both contiguous `f32`;
-/// returns `[o, c, kh, kw]` row-major.
+/// The gradient of `conv2d(x, w)` (symmetric padding, `options.groups` groups) with respect to
+/// `w`, given `x` `[n, c, h, w]` and the output gradient `dy` `[n, o, ho, wo]`, both contiguous
+/// `f32`; returns `[o, c / groups, kh, kw]` row-major.
 ///
 /// ```
 /// use burn::backend::ops::ConvOptions;
@@ -327,21 +339,27 @@ pub fn weight_grad(
     assert_eq!(n, n_dy, "input and output gradient batch sizes differ");
     assert_eq!(x.len(), x_dims.iter().product::<usize>());
     assert_eq!(dy.len(), dy_dims.iter().product::<usize>());
-    let geometry = Geometry::new(x_dims, kernel, options);
+    assert!(
+        options.groups > 0 && c % options.groups == 0,
+        "{c} input channels do not split into {} groups",
+        options.groups
+    );
+    let w_dims = [o, c / options.groups, kernel[0], kernel[1]];
+    let geometry = Geometry::new(x_dims, w_dims, options);
     assert_eq!(
         geometry.out,
         [ho, wo],
         "the output gradient's size does not match the convolution's output"
     );
-    let k2 = c * kernel[0] * kernel[1];
+    let k2 = geometry.group_channels * kernel[0] * kernel[1];
     let positions = ho * wo;
     if n == 0 || positions == 0 || k2 == 0 || o == 0 {
         return vec![0.0; o * k2];
     }
-    let group = images_per_product(positions, n);
+    let per_product = images_per_product(positions, n);
     let chunks: Vec<(usize, usize)> = (0..n)
-        .step_by(group)
-        .map(|start| (start, (start + group).min(n)))
+        .step_by(per_product)
+        .map(|start| (start, (start + per_product).min(n)))
         .collect();
     let threads = rayon::current_num_threads();
     // A fixed split into partitions, each summed in order, then the partitions summed in order:
@@ -397,6 +415,9 @@ fn images_per_product(positions: usize, n: usize) -> usize {
 /// Shapes and options of one convolution.
 struct Geometry {
     x_dims: [usize; 4],
+    /// Channel groups, and input channels in each.
+    groups: usize,
+    group_channels: usize,
     out: [usize; 2],
     kernel: [usize; 2],
     stride: [usize; 2],
@@ -405,21 +426,32 @@ struct Geometry {
 }
 
 impl Geometry {
-    /// The convolution of `x_dims` input by a `kernel` with `options`.
+    /// A 1x1 kernel with stride 1 and no padding: the output positions are the input's, and the
+    /// im2col matrix of one image is the image itself.
+    fn pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    /// The convolution of `x_dims` input by a `w_dims` weight (`[o, c / groups, kh, kw]`) with
+    /// `options`.
     ///
     /// # Panics
-    /// With several groups or asymmetric padding (not handled here), or if the dilated kernel
-    /// does not fit the padded input.
-    fn new(x_dims: [usize; 4], kernel: [usize; 2], options: &ConvOptions<2>) -> Self {
-        assert_eq!(
-            options.groups, 1,
-            "the im2col convolution handles one group"
-        );
+    /// With asymmetric padding (not handled here), if the channels do not split into the
+    /// groups as the weight says, or if the dilated kernel does not fit the padded input.
+    fn new(x_dims: [usize; 4], w_dims: [usize; 4], options: &ConvOptions<2>) -> Self {
         assert!(
             !options.is_asymmetric(),
             "the im2col convolution needs symmetric padding"
         );
-        let [_, _, h, w] = x_dims;
+        let [_, c, h, w] = x_dims;
+        let [o, group_channels, kh, kw] = w_dims;
+        let groups = options.groups;
+        assert!(
+            groups > 0 && group_channels * groups == c && o % groups == 0,
+            "{c} input channels and {o} output channels do not make {groups} groups of \
+             {group_channels} input channels (the weight's second dimension)"
+        );
+        let kernel = [kh, kw];
         let padding = options.padding_begin();
         let side = |i: usize, size: usize| {
             (size + 2 * padding[i])
@@ -427,11 +459,12 @@ impl Geometry {
                 .map(|v| v / options.stride[i] + 1)
         };
         let (Some(ho), Some(wo)) = (side(0, h), side(1, w)) else {
-            let [kh, kw] = kernel;
             panic!("the kernel ({kh}x{kw}) does not fit the padded input ({h}x{w})");
         };
         Geometry {
             x_dims,
+            groups,
+            group_channels,
             out: [ho, wo],
             kernel,
             stride: options.stride,
@@ -463,15 +496,12 @@ fn accumulate(
     scratch: &mut Scratch,
     parallelism: gemm::Parallelism,
 ) {
-    let [_, c, _, _] = g.x_dims;
     let [ho, wo] = g.out;
     let [kh, kw] = g.kernel;
     let positions = ho * wo;
     let depth = images.len() * positions;
-    let k2 = c * kh * kw;
-
-    im2col(x, g, images.clone(), &mut scratch.cols);
-    let cols = &scratch.cols;
+    let og = o / g.groups;
+    let k2 = g.group_channels * kh * kw;
 
     // The output gradients of these images as one [o, depth] matrix (a view when one image).
     let (lhs, lhs_rs) = if images.len() == 1 {
@@ -487,47 +517,80 @@ fn accumulate(
         (&scratch.packed[..], depth)
     };
 
-    // SAFETY: every pointer/stride pair addresses elements inside its slice:
-    // dst [o, k2] row-major in `acc` (o * k2 elements), lhs [o, depth] with row stride `lhs_rs`
-    // (rows of `depth` used), rhs = cols^T [depth, k2]: element (p, k) at cols[k * depth + p].
-    unsafe {
-        gemm::gemm(
-            o,
-            k2,
-            depth,
-            acc.as_mut_ptr(),
-            1,
-            k2 as isize,
-            true,
-            lhs.as_ptr(),
-            1,
-            lhs_rs as isize,
-            cols.as_ptr(),
-            depth as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
+    for group in 0..g.groups {
+        let cols = columns(x, g, group, images.clone(), &mut scratch.cols);
+        // SAFETY: every pointer/stride pair addresses elements inside its slice:
+        // dst: the group's rows of `acc` [o, k2] row-major (og rows from group * og),
+        // lhs: the group's rows of the [o, depth] output gradients, row stride `lhs_rs` (rows
+        // of `depth` used), rhs = cols^T [depth, k2]: element (p, k) at cols[k * depth + p].
+        unsafe {
+            gemm::gemm(
+                og,
+                k2,
+                depth,
+                acc.as_mut_ptr().add(group * og * k2),
+                1,
+                k2 as isize,
+                true,
+                lhs.as_ptr().add(group * og * lhs_rs),
+                1,
+                lhs_rs as isize,
+                cols.as_ptr(),
+                depth as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
     }
 }
 
-/// im2col of `images`: one row per `(channel, ki, kj)`, one column per (image, output
-/// position), `[c*kh*kw, images * ho*wo]` row-major in `cols` (resized to fit).
-fn im2col(x: &[f32], g: &Geometry, images: std::ops::Range<usize>, cols: &mut Vec<f32>) {
+/// The `[group_channels*kh*kw, images * ho*wo]` row-major matrix of `images` that the weight
+/// of `group` multiplies: for a 1x1 convolution of one image, the image's own channels of the
+/// group (no copy); else [`im2col`] into `cols`.
+fn columns<'a>(
+    x: &'a [f32],
+    g: &Geometry,
+    group: usize,
+    images: std::ops::Range<usize>,
+    cols: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    if g.pointwise() && images.len() == 1 {
+        let [_, c, h, w] = g.x_dims;
+        let plane = h * w;
+        let start = (images.start * c + group * g.group_channels) * plane;
+        &x[start..start + g.group_channels * plane]
+    } else {
+        im2col(x, g, group, images, cols);
+        cols
+    }
+}
+
+/// im2col of `images` over the input channels of `group`: one row per `(channel of the group,
+/// ki, kj)`, one column per (image, output position), `[group_channels*kh*kw, images * ho*wo]`
+/// row-major in `cols` (resized to fit).
+fn im2col(
+    x: &[f32],
+    g: &Geometry,
+    group: usize,
+    images: std::ops::Range<usize>,
+    cols: &mut Vec<f32>,
+) {
     let [_, c, h, w] = g.x_dims;
     let [ho, wo] = g.out;
     let [kh, kw] = g.kernel;
     let positions = ho * wo;
     let depth = images.len() * positions;
-    cols.resize(c * kh * kw * depth, 0.0);
-    for ci in 0..c {
+    let channels = group * g.group_channels..(group + 1) * g.group_channels;
+    cols.resize(g.group_channels * kh * kw * depth, 0.0);
+    for (row_channel, ci) in channels.enumerate() {
         for ki in 0..kh {
             for kj in 0..kw {
-                let row = (ci * kh + ki) * kw + kj;
+                let row = (row_channel * kh + ki) * kw + kj;
                 let dst_row = &mut cols[row * depth..(row + 1) * depth];
                 for (slot, img) in images.clone().enumerate() {
                     let plane = &x[(img * c + ci) * h * w..(img * c + ci + 1) * h * w];
@@ -635,24 +698,35 @@ mod tests {
     fn matches_burns_convolution_and_gradients() {
         let device = Device::flex().autodiff();
         let cases = [
-            // (n, c_in, c_out, h, w, kernel, stride, padding, dilation, bias)
-            (3, 4, 5, 9, 7, 3, 1, 1, 1, false),
-            (2, 3, 6, 32, 32, 3, 1, 1, 1, true), // 1024 positions: one image per product
-            (5, 2, 3, 8, 8, 3, 2, 1, 1, false),
-            (4, 3, 4, 11, 10, 3, 1, 2, 2, true),
-            (9, 6, 7, 6, 6, 1, 1, 0, 1, false), // 1x1, many images per product
-            (2, 2, 3, 7, 9, 5, 3, 2, 1, false),
-            (1, 3, 2, 6, 5, 3, 1, 0, 1, true), // a single image: products in parallel
-            (3, 4, 4, 5, 5, 7, 1, 3, 1, false), // kernel wider than some rows' valid range
-            (40, 3, 4, 8, 8, 3, 1, 1, 1, false), // several chunks of 8 images, in parallel
-            (9, 2, 3, 23, 23, 3, 1, 1, 1, true), // several one-image chunks, in parallel
+            // (n, c_in, c_out, h, w, kernel, stride, padding, dilation, bias, groups)
+            (3, 4, 5, 9, 7, 3, 1, 1, 1, false, 1),
+            (2, 3, 6, 32, 32, 3, 1, 1, 1, true, 1), // 1024 positions: one image per product
+            (5, 2, 3, 8, 8, 3, 2, 1, 1, false, 1),
+            (4, 3, 4, 11, 10, 3, 1, 2, 2, true, 1),
+            (9, 6, 7, 6, 6, 1, 1, 0, 1, false, 1), // 1x1, many images per product
+            (2, 2, 3, 7, 9, 5, 3, 2, 1, false, 1),
+            (1, 3, 2, 6, 5, 3, 1, 0, 1, true, 1), // a single image: products in parallel
+            (3, 4, 4, 5, 5, 7, 1, 3, 1, false, 1), // kernel wider than some rows' valid range
+            (40, 3, 4, 8, 8, 3, 1, 1, 1, false, 1), // several chunks of 8 images, in parallel
+            (9, 2, 3, 23, 23, 3, 1, 1, 1, true, 1), // several one-image chunks, in parallel
+            // grouped, as ResNeXt's 3x3 convolutions (stride 1 and 2), and depthwise
+            (3, 8, 8, 9, 9, 3, 1, 1, 1, false, 4),
+            (2, 12, 6, 10, 9, 3, 2, 1, 1, true, 3), // more input than output channels a group
+            (2, 6, 12, 24, 24, 3, 1, 1, 1, false, 2), // one image per product
+            (5, 5, 10, 7, 7, 3, 1, 2, 2, true, 5),  // depthwise with a channel multiplier of 2
+            // 1x1 stride 1: the image itself is the product's matrix (one image per product
+            // forward; the weight gradient too once an image has 512 positions)
+            (3, 4, 6, 24, 24, 1, 1, 0, 1, true, 1),
+            (2, 8, 4, 23, 23, 1, 1, 0, 1, false, 2),
+            (4, 6, 3, 5, 5, 1, 2, 0, 1, false, 1), // 1x1 stride 2 (ResNet downsampling): im2col
         ];
-        for (k, &(n, ci, co, h, w, ks, s, p, d, bias)) in cases.iter().enumerate() {
+        for (k, &(n, ci, co, h, w, ks, s, p, d, bias, g)) in cases.iter().enumerate() {
             let conv = Conv2dConfig::new([ci, co], [ks, ks])
                 .with_stride([s, s])
                 .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
                 .with_dilation([d, d])
                 .with_bias(bias)
+                .with_groups(g)
                 .init(&device);
             let x = Tensor::<4>::random([n, ci, h, w], Distribution::Normal(0.0, 1.0), &device);
             let out_shape = conv.forward(x.clone()).dims();
@@ -706,11 +780,19 @@ mod tests {
         }
     }
 
-    /// The weight gradient against its definition, summed term by term in f64.
+    /// The weight gradient against its definition, summed term by term in f64, with one group
+    /// and with several.
     #[test]
     fn weight_grad_equals_the_definition() {
-        let (n, c, h, w, o, kh, kw) = (3usize, 2usize, 6usize, 5usize, 3usize, 3usize, 2usize);
-        let options = ConvOptions::new([2, 1], [1, 2], [1, 2], 1);
+        for (c, o, groups) in [(2usize, 3usize, 1usize), (4, 6, 2), (6, 3, 3)] {
+            weight_grad_equals_the_definition_with(c, o, groups);
+        }
+    }
+
+    fn weight_grad_equals_the_definition_with(c: usize, o: usize, groups: usize) {
+        let (n, h, w, kh, kw) = (3usize, 6usize, 5usize, 3usize, 2usize);
+        let options = ConvOptions::new([2, 1], [1, 2], [1, 2], groups);
+        let (cg, og) = (c / groups, o / groups);
         let ho = (h + 2 - kh) / 2 + 1;
         let wo = (w + 4 - 2 * (kw - 1) - 1) + 1;
         let x: Vec<f32> = (0..n * c * h * w)
@@ -720,8 +802,11 @@ mod tests {
             .map(|i| ((i * 13 % 7) as f32) - 3.0)
             .collect();
         let got = weight_grad(&x, [n, c, h, w], &dy, [n, o, ho, wo], [kh, kw], &options);
+        assert_eq!(got.len(), o * cg * kh * kw);
         for oc in 0..o {
-            for ic in 0..c {
+            // output channel oc sees input channels of its group only
+            for icg in 0..cg {
+                let ic = oc / og * cg + icg;
                 for ki in 0..kh {
                     for kj in 0..kw {
                         let mut want = 0.0f64;
@@ -740,8 +825,11 @@ mod tests {
                                 }
                             }
                         }
-                        let at = ((oc * c + ic) * kh + ki) * kw + kj;
-                        assert_eq!(got[at] as f64, want, "dW[{oc},{ic},{ki},{kj}]");
+                        let at = ((oc * cg + icg) * kh + ki) * kw + kj;
+                        assert_eq!(
+                            got[at] as f64, want,
+                            "dW[{oc},{icg},{ki},{kj}], {groups} groups"
+                        );
                     }
                 }
             }
