@@ -95,17 +95,19 @@ pub(crate) fn batch_norm(features: usize, epsilon: f64, device: &Device) -> Batc
         .init(device)
 }
 
-/// BatchNorm forward with PyTorch's running-variance rule.
+/// BatchNorm forward with PyTorch's running-variance rule, through the fused
+/// [`crate::batch_norm`] operations on flex.
 ///
 /// Burn's [`BatchNorm`] updates `running_var` with the *biased* batch variance, PyTorch's
 /// `BatchNorm{1,2}d` with the *unbiased* one (`n / (n - 1)` times larger, `n` = values per
-/// channel). In training mode (autodiff input and the layer's training flag on) this calls
-/// Burn's forward and then rewrites the running variance to PyTorch's
-/// `(1 - m) * old + m * unbiased_var`, so running statistics, and eval-mode outputs after
-/// training, match the reference code. Outputs are unchanged (both normalise with the biased
-/// variance); in eval mode this is exactly `bn.forward(x)`.
+/// channel). In training mode (autodiff input and the layer's training flag on) this normalises
+/// with the batch statistics, as Burn does, and sets the running statistics to PyTorch's
+/// `(1 - m) * old + m * batch_mean` and `(1 - m) * old + m * unbiased_var`, so running
+/// statistics, and eval-mode outputs after training, match the reference code. Otherwise it
+/// normalises with the running statistics, as `bn.forward(x)`.
 pub fn batch_norm_forward<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
-    let training = x.device().is_autodiff() && bn.training.is_enabled();
+    let device = x.device();
+    let training = device.is_autodiff() && bn.training.is_enabled();
     let dims = x.dims();
     let n: usize = dims
         .iter()
@@ -113,15 +115,28 @@ pub fn batch_norm_forward<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tenso
         .filter(|(axis, _)| *axis != 1)
         .map(|(_, d)| *d)
         .product();
-    if !training || n < 2 {
+    if !training {
+        return crate::batch_norm::inference(
+            x,
+            bn.gamma.val(),
+            bn.beta.val(),
+            bn.running_mean.value().to_device(&device),
+            bn.running_var.value().to_device(&device),
+            bn.epsilon,
+        );
+    }
+    if n < 2 {
         return bn.forward(x);
     }
-    let old = bn.running_var.value_sync();
-    let y = bn.forward(x);
-    let burn_update = bn.running_var.value_sync();
-    let kept = old.mul_scalar(1.0 - bn.momentum);
-    let corrected = kept.clone() + (burn_update - kept).mul_scalar(n as f64 / (n - 1) as f64);
-    bn.running_var.update(corrected.detach());
+    let (y, mean, var) = crate::batch_norm::train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let m = bn.momentum;
+    let running_mean = bn.running_mean.value_sync().to_device(&device);
+    let running_var = bn.running_var.value_sync().to_device(&device);
+    let running_mean = running_mean.mul_scalar(1.0 - m) + mean.mul_scalar(m);
+    let unbiased = n as f64 / (n - 1) as f64;
+    let running_var = running_var.mul_scalar(1.0 - m) + var.mul_scalar(m * unbiased);
+    bn.running_mean.update(running_mean.detach());
+    bn.running_var.update(running_var.detach());
     y
 }
 

@@ -40,6 +40,7 @@
 #[cfg(doc)]
 use burn::module::Module;
 
+pub mod batch_norm;
 mod common;
 pub mod conv;
 pub mod densenet;
