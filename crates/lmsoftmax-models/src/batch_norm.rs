@@ -423,14 +423,7 @@ mod tests {
     }
 
     fn assert_close(got: &[f32], want: &[f32], what: &str) {
-        assert_eq!(got.len(), want.len(), "{what}: lengths");
-        let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= 2e-5 * scale,
-                "{what}[{i}]: fused {g} vs Burn {w} (scale {scale})"
-            );
-        }
+        crate::testing::assert_close(got, want, 2e-5, what);
     }
 
     /// Output, statistics and the three gradients of `sum(bn(x) * r)` against Burn's own

@@ -682,14 +682,7 @@ mod tests {
     }
 
     fn assert_close(got: &[f32], want: &[f32], what: &str) {
-        assert_eq!(got.len(), want.len(), "{what}: lengths");
-        let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= 1e-4 * scale,
-                "{what}[{i}]: fast {g} vs Burn {w} (scale {scale})"
-            );
-        }
+        crate::testing::assert_close(got, want, 1e-4, what);
     }
 
     /// Against Burn's own convolution and its gradients, across strides, paddings, dilations,

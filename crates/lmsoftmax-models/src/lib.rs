@@ -53,6 +53,8 @@ mod torch;
 pub mod vgg;
 
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;
 
 pub use common::{
