@@ -527,15 +527,11 @@ mod tests {
         let beta = || tensor(|i| i as f32 - 2.0, &[5]);
         assert_eq!(x().storage::<f32>().len(), len);
         let run = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| {
-                    let (y, mean, var) = flex_train(x(), gamma(), beta(), 1e-5);
-                    let (dx, dg, db) = flex_backward(x(), gamma(), mean, var, 1e-5, dy());
-                    [y, dx, dg, db].map(|t| t.into_data().try_to_vec::<f32>().unwrap())
-                })
+            crate::testing::with_threads(threads, || {
+                let (y, mean, var) = flex_train(x(), gamma(), beta(), 1e-5);
+                let (dx, dg, db) = flex_backward(x(), gamma(), mean, var, 1e-5, dy());
+                [y, dx, dg, db].map(|t| t.into_data().try_to_vec::<f32>().unwrap())
+            })
         };
         let one = run(1);
         for threads in [2, 3] {

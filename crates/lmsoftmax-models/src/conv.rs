@@ -749,20 +749,10 @@ mod tests {
                 .map(|i| ((i * 104_729 % 977) as f32).cos())
                 .collect();
             let run = |threads: usize| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap()
-                    .install(|| {
-                        weight_grad(
-                            &x,
-                            [n, c, side, side],
-                            &dy,
-                            [n, o, side, side],
-                            [3, 3],
-                            &options,
-                        )
-                    })
+                crate::testing::with_threads(threads, || {
+                    let (x_dims, dy_dims) = ([n, c, side, side], [n, o, side, side]);
+                    weight_grad(&x, x_dims, &dy, dy_dims, [3, 3], &options)
+                })
             };
             let one = run(1);
             for threads in [2, 3, 5] {

@@ -12,3 +12,12 @@ pub(crate) fn assert_close(got: &[f32], want: &[f32], rel: f32, what: &str) {
         );
     }
 }
+
+/// Runs `f` in a fresh rayon pool of `threads` threads (for thread-count independence tests).
+pub(crate) fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a rayon thread pool")
+        .install(f)
+}
