@@ -48,12 +48,16 @@ const MIN_TASK: usize = 1 << 14;
 /// // channel 0: (x - 2) / 1 * 2 + 0.5
 /// assert_eq!(y.to_data().try_to_vec::<f32>().unwrap()[..2], [-1.5, 2.5]);
 /// ```
+///
+/// # Panics
+/// If `x` has rank below 2, or `gamma` or `beta` does not hold one value per channel of `x`.
 pub fn train<const D: usize>(
     x: Tensor<D>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
     epsilon: f64,
 ) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
+    assert_per_channel(&x, &[("gamma", &gamma), ("beta", &beta)]);
     if !fused(&x) {
         let result = burn::tensor::module::batch_norm_train(x, gamma, beta, epsilon);
         return (
@@ -88,6 +92,9 @@ pub fn train<const D: usize>(
 /// let y = lmsoftmax_models::batch_norm::inference(x, ones.clone(), ones.zeros_like(), mean, var, 0.0);
 /// assert_eq!(y.to_data().try_to_vec::<f32>().unwrap(), [1.0, 1.0]);
 /// ```
+///
+/// # Panics
+/// If `x` has rank below 2, or a statistic or parameter does not hold one value per channel.
 pub fn inference<const D: usize>(
     x: Tensor<D>,
     gamma: Tensor<1>,
@@ -96,6 +103,13 @@ pub fn inference<const D: usize>(
     var: Tensor<1>,
     epsilon: f64,
 ) -> Tensor<D> {
+    let per_channel = [
+        ("gamma", &gamma),
+        ("beta", &beta),
+        ("mean", &mean),
+        ("var", &var),
+    ];
+    assert_per_channel(&x, &per_channel);
     if !fused(&x) {
         return burn::tensor::module::batch_norm(x, gamma, beta, mean, var, epsilon);
     }
@@ -111,9 +125,27 @@ pub fn inference<const D: usize>(
     )
 }
 
-/// Whether `x` takes the fused path: `f32` on the flex backend, with a channel axis.
+/// Panics with the tensor's name unless `x` is `[n, c, ...]` and every one of `per_channel`
+/// holds `c` values.
+fn assert_per_channel<const D: usize>(x: &Tensor<D>, per_channel: &[(&str, &Tensor<1>)]) {
+    let dims = x.dims();
+    assert!(
+        D >= 2,
+        "BatchNorm needs an input [n, c, ...] of rank 2 or more, got {dims:?}"
+    );
+    for (name, t) in per_channel {
+        let [len] = t.dims();
+        assert_eq!(
+            len, dims[1],
+            "BatchNorm: {name} has {len} values but the input {dims:?} has {} channels (axis 1)",
+            dims[1]
+        );
+    }
+}
+
+/// Whether `x` takes the fused path: `f32` on the flex backend.
 fn fused<const D: usize>(x: &Tensor<D>) -> bool {
-    D >= 2 && x.dtype() == DType::F32 && crate::conv::runs_on(&x.device())
+    x.dtype() == DType::F32 && crate::conv::runs_on(&x.device())
 }
 
 /// BatchNorm as backend operations with their own backward.
@@ -483,6 +515,30 @@ mod tests {
         check_train([7, 4], 0.0); // BatchNorm1d on [n, c]
         check_train([3, 2, 9], -2.0);
         check_train([64, 6, 2, 2], 10.0); // many tiny planes
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "BatchNorm: beta has 3 values but the input [2, 4, 5] has 4 channels"
+    )]
+    fn per_channel_tensors_of_the_wrong_length_are_named() {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<3>::zeros([2, 4, 5], &device);
+        let _ = train(
+            x,
+            Tensor::ones([4], &device),
+            Tensor::zeros([3], &device),
+            1e-5,
+        );
+    }
+
+    /// The networks' entry point keeps the channel check of Burn's `BatchNorm::forward`.
+    #[test]
+    #[should_panic(expected = "num_features")]
+    fn a_layer_on_the_wrong_channel_count_panics_with_burns_check() {
+        let device = Device::flex().autodiff();
+        let bn = burn::nn::BatchNormConfig::new(3).init(&device);
+        let _ = crate::batch_norm_forward(&bn, Tensor::<4>::zeros([2, 4, 5, 5], &device));
     }
 
     #[test]

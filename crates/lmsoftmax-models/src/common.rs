@@ -105,7 +105,12 @@ pub(crate) fn batch_norm(features: usize, epsilon: f64, device: &Device) -> Batc
 /// `(1 - m) * old + m * batch_mean` and `(1 - m) * old + m * unbiased_var`, so running
 /// statistics, and eval-mode outputs after training, match the reference code. Otherwise it
 /// normalises with the running statistics, as `bn.forward(x)`.
+///
+/// # Panics
+/// If `x` is not `[n, bn's features, ...]` (the check of [`BatchNorm::forward`]).
 pub fn batch_norm_forward<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    let [num_features] = bn.gamma.shape().dims();
+    burn::tensor::assert_shape!(x, [_, num_features, ..]);
     let device = x.device();
     let training = device.is_autodiff() && bn.training.is_enabled();
     let dims = x.dims();
