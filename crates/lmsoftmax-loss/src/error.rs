@@ -39,6 +39,22 @@ pub enum ConfigError {
     /// An empty class-weight vector.
     #[error("the class-weight vector is empty: give one weight per class or none")]
     EmptyWeights,
+    /// An option given to a kind of loss that does not have it.
+    #[error("{option} is not an option of the {kind} loss")]
+    NotAnOption {
+        /// The option.
+        option: &'static str,
+        /// The kind of loss.
+        kind: &'static str,
+    },
+    /// Class weights that are not one per class.
+    #[error("the loss has {weights} class weights but the dataset has {classes} classes")]
+    WeightCount {
+        /// Weights given.
+        weights: usize,
+        /// Classes of the dataset.
+        classes: usize,
+    },
     /// The fused implementation was requested on a device it does not run on.
     #[error(
         "the fused implementation runs on the flex CPU backend only, but the logits are on {device}; \

@@ -41,6 +41,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod choice;
 mod composed;
 mod config;
 mod diagnostics;
@@ -50,6 +51,7 @@ mod fused;
 mod loss;
 mod plan;
 
+pub use choice::{CommonOptions, LossConfig, LossKind};
 pub use config::{
     LargeMarginInSoftmaxLossConfig, LossImplementation, LossReduction,
     SoftmaxCrossEntropyLossConfig,

@@ -8,20 +8,10 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
-use lmsoftmax_loss::{LargeMarginInSoftmaxLossConfig, SoftmaxCrossEntropyLossConfig};
+use lmsoftmax_loss::{LossConfig, LossKind};
 use serde::Serialize;
 
 use super::timing::median_ms;
-
-/// Which loss the step uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepLoss {
-    /// Plain softmax cross-entropy.
-    Softmax,
-    /// The large-margin loss, lambda 0.3.
-    LargeMargin,
-}
 
 /// Timings of one network.
 #[derive(Debug, Clone, Serialize)]
@@ -35,7 +25,7 @@ pub struct StepTimes {
     /// Classes.
     pub classes: usize,
     /// Loss of the step.
-    pub loss: StepLoss,
+    pub loss: LossKind,
     /// Threads of the CPU backend.
     pub threads: usize,
     /// Median training step, ms.
@@ -51,7 +41,7 @@ pub struct StepTimes {
 pub fn measure(
     arch: &str,
     batch_size: usize,
-    loss: StepLoss,
+    loss: LossKind,
     width: f32,
     classes: Option<usize>,
     warmup: usize,
@@ -60,15 +50,16 @@ pub fn measure(
     let usual = lmsoftmax_models::list()
         .into_iter()
         .find(|m| m.name == arch)
-        .ok_or_else(|| anyhow::anyhow!("unknown architecture '{arch}': see `lmsoftmax models`"))?;
+        .ok_or_else(|| {
+            crate::error::input(format!(
+                "unknown architecture '{arch}': see `lmsoftmax models`"
+            ))
+        })?;
     let classes = classes.unwrap_or(usual.num_classes);
     let input = usual.input;
     let device = Device::flex().autodiff();
     let mut model = lmsoftmax_models::build(arch, input[0], classes, width, &device)?;
-    let loss_fn = match loss {
-        StepLoss::Softmax => SoftmaxCrossEntropyLossConfig::new().init(&device)?,
-        StepLoss::LargeMargin => LargeMarginInSoftmaxLossConfig::new().init(&device)?,
-    };
+    let loss_fn = LossConfig::of_kind(loss).init(&device)?;
     let mut optim = SgdConfig::new()
         .with_momentum(Some(
             MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),

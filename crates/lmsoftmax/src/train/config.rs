@@ -1,21 +1,12 @@
 //! Training configurations: the official ones ship as TOML in `configs/`, users may pass their own.
 
 use anyhow::{Context, Result, bail};
+use lmsoftmax_loss::LossConfig;
 use serde::{Deserialize, Serialize};
-
-/// Which loss a run trains with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum LossKind {
-    /// Softmax cross-entropy.
-    Softmax,
-    /// Large-margin in softmax cross-entropy.
-    LargeMargin,
-}
 
 /// The per-epoch learning-rate schedule (set once at the start of each epoch).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum LrSchedule {
     /// `epochs` log-spaced values from `start` to `end`.
     LogSpaced {
@@ -49,10 +40,8 @@ pub struct TrainConfig {
     pub momentum: f64,
     /// Coupled L2 weight decay.
     pub weight_decay: f64,
-    /// Loss.
-    pub loss: LossKind,
-    /// Lambda of the large-margin regulariser.
-    pub reg_lambda: f64,
+    /// The loss and its options (the loss crate's own configuration: a `[loss]` table).
+    pub loss: LossConfig,
     /// Learning rates.
     pub lr: LrSchedule,
 }
@@ -82,13 +71,29 @@ impl TrainConfig {
     /// A parse error naming the key, or a value out of range.
     pub fn from_toml(text: &str) -> Result<Self> {
         let c: TrainConfig = toml::from_str(text).context("invalid training configuration")?;
-        if c.epochs == 0 || c.batch_size == 0 {
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks every value's range; the loss's options are checked by the loss crate.
+    ///
+    /// # Errors
+    /// The first value out of range, named.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 || self.batch_size == 0 {
             bail!("epochs and batch_size must be >= 1");
         }
-        if !(c.reg_lambda >= 0.0 && c.weight_decay >= 0.0 && (0.0..1.0).contains(&c.momentum)) {
-            bail!("reg_lambda and weight_decay must be >= 0 and momentum in [0, 1)");
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            bail!(
+                "weight_decay must be a finite number >= 0, got {}",
+                self.weight_decay
+            );
         }
-        Ok(c)
+        if !(0.0..1.0).contains(&self.momentum) {
+            bail!("momentum must lie in [0, 1), got {}", self.momentum);
+        }
+        self.loss.validate().context("in the [loss] table")?;
+        Ok(())
     }
 
     /// A shipped configuration by name.
@@ -152,8 +157,8 @@ mod tests {
     #[test]
     fn official_cifar_schedule_matches_the_protocol_table() {
         let c = TrainConfig::builtin("layer13_largemargin").unwrap();
-        assert_eq!(c.reg_lambda, 0.3);
-        assert_eq!(c.loss, LossKind::LargeMargin);
+        assert_eq!(c.loss, LossConfig::default());
+        assert_eq!(c.loss.reg_lambda(), 0.3);
         // PROTOCOL.md §2: float32 values
         for (e, want) in [
             (0, 0.1f32),
@@ -188,5 +193,56 @@ mod tests {
         assert!(err.contains("layer13_largemargin"), "{err}");
         let err = TrainConfig::from_toml("name = \"x\"\nepochs = 1\n").unwrap_err();
         assert!(format!("{err:#}").contains("missing field"), "{err:#}");
+    }
+
+    fn with(line_from: &str, line_to: &str) -> String {
+        let text = BUILTIN[1].1;
+        assert!(text.contains(line_from), "{line_from}");
+        text.replace(line_from, line_to)
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors_at_every_level() {
+        for (from, to, named) in [
+            ("epochs = 50", "epochs = 50\nepoch = 3", "epoch"),
+            ("start = 0.1", "start = 0.1\nstrat = 0.2", "strat"),
+            (
+                "reg_lambda = 0.3",
+                "reg_lambda = 0.3\nreg_lamda = 1",
+                "reg_lamda",
+            ),
+            ("reg_lambda = 0.3", "reg_lambda = -0.3", "reg_lambda"),
+            ("momentum = 0.9", "momentum = 1.5", "momentum"),
+            (
+                "weight_decay = 1e-4",
+                "weight_decay = -1e-4",
+                "weight_decay",
+            ),
+            (
+                "kind = \"large-margin\"",
+                "kind = \"largemargin\"",
+                "largemargin",
+            ),
+        ] {
+            let err = format!("{:#}", TrainConfig::from_toml(&with(from, to)).unwrap_err());
+            assert!(err.contains(named), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_loss_table_reaches_every_option_of_the_loss() {
+        let text = with(
+            "reg_lambda = 0.3",
+            "reg_lambda = 0.5\ndeg_logit = 1.0\nlabel_smoothing = 0.1\nignore_index = -100",
+        );
+        let c = TrainConfig::from_toml(&text).unwrap();
+        let m = c.loss.module_config();
+        assert_eq!(
+            (m.reg_lambda, m.deg_logit, m.label_smoothing, m.ignore_index),
+            (0.5, Some(1.0), 0.1, Some(-100))
+        );
+        // what a run writes as its config.toml reads back as the same configuration
+        let written = toml::to_string(&c).unwrap();
+        assert_eq!(TrainConfig::from_toml(&written).unwrap(), c, "{written}");
     }
 }

@@ -7,7 +7,9 @@ use anyhow::Result;
 use lmsoftmax_data::Dataset;
 
 use super::config::TrainConfig;
-use super::run::{TrainOptions, train};
+use super::options::TrainOptions;
+use super::run::train;
+use crate::run_folder::stats::mean_std;
 
 /// Demo settings.
 #[derive(Debug, Clone)]
@@ -33,6 +35,10 @@ pub struct DemoOptions {
 /// One loss's results over seeds.
 #[derive(Debug, Clone)]
 pub struct DemoRow {
+    /// Network.
+    pub arch: String,
+    /// The loss, as [`lmsoftmax_loss::LossConfig::label`] writes it.
+    pub loss: String,
     /// Configuration name.
     pub config: String,
     /// Final-epoch test top-1 errors, one per seed.
@@ -45,18 +51,6 @@ pub struct DemoRow {
     pub entropy: Vec<f64>,
 }
 
-/// `mean ± std` (sample std; 0 for one value).
-pub fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
-}
-
 /// Runs the demo on `data`.
 ///
 /// # Errors
@@ -65,7 +59,10 @@ pub fn demo(opts: &DemoOptions, data: &Dataset) -> Result<Vec<DemoRow>> {
     let mut rows = Vec::new();
     for name in ["layer13", "layer13_largemargin"] {
         let config = TrainConfig::builtin(name)?.with_epochs(opts.epochs);
+        let loss = config.loss.label();
         let mut row = DemoRow {
+            arch: opts.arch.clone(),
+            loss: loss.clone(),
             config: name.into(),
             final_err: vec![],
             best_err: vec![],
@@ -77,7 +74,8 @@ pub fn demo(opts: &DemoOptions, data: &Dataset) -> Result<Vec<DemoRow>> {
                 &opts.dataset,
                 &opts.arch,
                 config.clone(),
-                opts.out_dir.join(format!("{name}-seed{seed}")),
+                opts.out_dir
+                    .join(format!("{}-{}-seed{seed}", opts.arch, config.loss.kind())),
             );
             run.width = opts.width;
             run.seed = seed;
@@ -88,8 +86,8 @@ pub fn demo(opts: &DemoOptions, data: &Dataset) -> Result<Vec<DemoRow>> {
             let summary = train(&run, data)?;
             let last = summary.rows.last().expect("at least one epoch");
             eprintln!(
-                "{name} seed {seed}: final top-1 error {:.2}%, best {:.2}%, margin {:.3}",
-                last.test_top1_err, summary.best.0, last.mean_margin
+                "{} {loss} seed {seed}: final top-1 error {:.2}%, best {:.2}%, margin {:.3}",
+                opts.arch, last.test_top1_err, summary.best.0, last.mean_margin
             );
             row.final_err.push(last.test_top1_err);
             row.best_err.push(summary.best.0);
@@ -104,7 +102,7 @@ pub fn demo(opts: &DemoOptions, data: &Dataset) -> Result<Vec<DemoRow>> {
 /// The comparison as a Markdown table.
 pub fn table(rows: &[DemoRow]) -> String {
     let mut s = String::from(
-        "| config | runs | final top-1 err (%) | best top-1 err (%) | test margin | non-target entropy |\n|---|---:|---:|---:|---:|---:|\n",
+        "| network | loss | config | runs | final top-1 err (%) | best top-1 err (%) | test margin | non-target entropy |\n|---|---|---|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let f = |v: &[f64], p: usize| {
@@ -112,7 +110,9 @@ pub fn table(rows: &[DemoRow]) -> String {
             format!("{m:.p$} ± {sd:.p$}")
         };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.arch,
+            r.loss,
             r.config,
             r.final_err.len(),
             f(&r.final_err, 2),

@@ -1,13 +1,21 @@
 //! `lmsoftmax train` and `lmsoftmax demo`: the training tool.
+//!
+//! Top-down: [`run`] (the epoch loop and what each epoch records) uses [`epoch`] (one training
+//! pass), [`evaluate`] (the test pass) and [`state`] (network, optimizer and run state, fresh or
+//! from a [`checkpoint`]); a step is [`step`] on one device or [`parallel`] over several.
 
 pub mod checkpoint;
 pub mod config;
 pub mod demo;
+pub mod epoch;
+pub mod evaluate;
+pub mod options;
 pub mod parallel;
 pub mod run;
+pub mod state;
+pub mod step;
 
-pub use config::{LossKind, TrainConfig};
-pub use run::{
-    COLUMNS, EpochRow, EvalStats, RunMeta, RunSummary, TrainOptions, evaluate, evaluate_checkpoint,
-    evaluate_margins, evaluate_run, train,
-};
+pub use config::TrainConfig;
+pub use evaluate::{EvalStats, evaluate_checkpoint, evaluate_margins, evaluate_run};
+pub use options::TrainOptions;
+pub use run::{RunSummary, train};

@@ -19,73 +19,14 @@ use std::thread::JoinHandle;
 
 use anyhow::{Result, anyhow, bail};
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::{Device, Int, Tensor};
+use burn::optim::GradientsAccumulator;
+use burn::tensor::Device;
 use lmsoftmax_data::{HostBatch, batch_buffers};
-use lmsoftmax_loss::{LargeMarginInSoftmaxLoss, LossError};
+use lmsoftmax_loss::LargeMarginInSoftmaxLoss;
 use lmsoftmax_models::Network;
 
-/// What one training step (or one replica's shard of it) produced.
-pub struct StepOutput {
-    /// The loss of the batch (the mean over rows; for a shard, scaled by its share of the batch,
-    /// so that the shards' losses sum to the batch's).
-    pub loss: f64,
-    /// The logits, detached, in batch order (on the main device once gathered).
-    pub logits: Tensor<2>,
-    /// The labels.
-    pub labels: Tensor<1, Int>,
-    /// The gradients of the loss (on the main device once gathered).
-    pub grads: GradientsParams,
-}
-
-/// Why a step failed: the loss's own error (so that callers can name the epoch and batch of a
-/// divergence) or anything else.
-#[derive(Debug)]
-pub enum StepError {
-    /// The loss refused the batch (non-finite logits, bad targets).
-    Loss(LossError),
-    /// A worker failed (its panic message) or another error.
-    Other(anyhow::Error),
-}
-
-impl std::fmt::Display for StepError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Loss(e) => write!(f, "{e}"),
-            Self::Other(e) => write!(f, "{e:#}"),
-        }
-    }
-}
-
-impl std::error::Error for StepError {}
-
-/// Forward, loss scaled by `scale`, backward, on the replica's device.
-fn shard_step(
-    model: &Network,
-    loss: &LargeMarginInSoftmaxLoss,
-    shard: HostBatch,
-    scale: f64,
-    device: &Device,
-) -> Result<StepOutput, StepError> {
-    let (x, y) = shard.into_tensors(device);
-    let logits = model.forward(x);
-    let value = loss
-        .try_forward(logits.clone(), y.clone())
-        .map_err(StepError::Loss)?;
-    let value = if scale == 1.0 {
-        value
-    } else {
-        value.mul_scalar(scale)
-    };
-    let scalar = value.clone().into_scalar::<f32>() as f64;
-    let grads = GradientsParams::from_grads(value.backward(), model);
-    Ok(StepOutput {
-        loss: scalar,
-        logits: logits.detach(),
-        labels: y,
-        grads,
-    })
-}
+use super::step::shard_step;
+pub use super::step::{StepError, StepOutput, StepStats};
 
 /// The rows of each shard when `batch` rows are split over `devices` devices: as even as
 /// possible, the first shards one larger; empty shards when the batch is smaller than the
@@ -259,16 +200,15 @@ impl DataParallel {
             busy.push(worker);
         }
         let mut accumulator = GradientsAccumulator::<Network>::new();
-        let (mut loss, mut logits, mut labels) = (0.0, Vec::new(), Vec::new());
+        let (mut loss, mut stats) = (0.0, StepStats::default());
         let mut failure = None;
         // every busy worker answers (also after a failure elsewhere) before the step returns
         for worker in busy {
             match worker.results.recv() {
                 Ok(Ok(out)) => {
                     loss += out.loss;
+                    stats += out.stats;
                     accumulator.accumulate(model, out.grads.to_device(&self.main, model));
-                    logits.push(out.logits.to_device(&self.main));
-                    labels.push(out.labels.to_device(&self.main));
                 }
                 Ok(Err(e)) => failure = failure.or(Some(e)),
                 Err(_) => {
@@ -283,8 +223,7 @@ impl DataParallel {
         }
         Ok(StepOutput {
             loss,
-            logits: Tensor::cat(logits, 0),
-            labels: Tensor::cat(labels, 0),
+            stats,
             grads: accumulator.grads(),
         })
     }
@@ -294,6 +233,8 @@ impl DataParallel {
 mod tests {
     use super::*;
     use burn::module::{ModuleVisitor, Param};
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Int, Tensor};
     use lmsoftmax_loss::LargeMarginInSoftmaxLossConfig;
 
     /// Every gradient of `model` in `grads`, flattened in visiting order.
@@ -372,14 +313,21 @@ mod tests {
                     "gradient differs: {diff} vs norm {norm}"
                 );
             }
-            let (la, lc) = (
-                full.logits.into_data().try_into_vec_as::<f32>().unwrap(),
-                split.logits.into_data().try_into_vec_as::<f32>().unwrap(),
+            let (a, c) = (full.stats, split.stats);
+            assert_eq!(a.rows, n);
+            assert_eq!(
+                (a.rows, a.wrong_top1, a.wrong_top5),
+                (c.rows, c.wrong_top1, c.wrong_top5)
             );
-            assert_eq!(la.len(), n * 10);
-            for (x, y) in la.iter().zip(&lc) {
-                assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()));
+            for (x, y) in [
+                (a.loss_sum, c.loss_sum),
+                (a.ce_sum, c.ce_sum),
+                (a.reg_sum, c.reg_sum),
+            ] {
+                assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{x} vs {y}");
             }
+            // the loss is the mean of CE + lambda R over the batch
+            assert!((a.loss_sum - (a.ce_sum + 0.3 * a.reg_sum)).abs() <= 1e-4 * a.loss_sum);
         }
     }
 

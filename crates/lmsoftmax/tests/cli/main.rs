@@ -278,7 +278,7 @@ fn train_writes_metrics_checkpoints_and_the_best_line() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "epoch,lr,train_loss,train_ce,train_reg,train_top1_err,test_loss,test_top1_err,test_top5_err,mean_margin,nontarget_entropy,seconds,images_per_s"
+        "epoch,lr,train_loss,train_ce,train_reg,train_top1_err,train_top5_err,test_loss,test_top1_err,test_top5_err,mean_margin,nontarget_entropy,seconds,images_per_s"
     );
     let rows: Vec<Vec<f64>> = lines
         .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
@@ -286,10 +286,41 @@ fn train_writes_metrics_checkpoints_and_the_best_line() {
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0][1] as f32, 0.1); // log-spaced 0.1 -> 1e-4 over 2 epochs
     assert_eq!(rows[1][1] as f32, 1e-4);
+    // reg >= 0; top-5 errors never above top-1, training and test
     assert!(
         rows.iter()
-            .all(|r| r[4] >= 0.0 && r[7] <= 100.0 && r[8] <= r[7])
+            .all(|r| r[4] >= 0.0 && r[6] <= r[5] && r[9] <= r[8] && r[8] <= 100.0)
     );
+    // the *BEST* line: the lowest test top-1 error and the top-5 of the first epoch reaching it
+    let first_best = rows
+        .iter()
+        .fold(None::<&Vec<f64>>, |b, r| match b {
+            Some(b) if b[8] <= r[8] => Some(b),
+            _ => Some(r),
+        })
+        .unwrap();
+    let line = format!(
+        " *BEST* Err@1 {:.3} Err@5 {:.3}",
+        first_best[8], first_best[9]
+    );
+    assert!(stdout.contains(&line), "{line} not in {stdout}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("summary.txt")).unwrap(),
+        format!("{line}\n")
+    );
+    // the official four-panel figure
+    let fig = image::open(out.join("train_epochs.png")).unwrap();
+    assert_eq!((fig.width(), fig.height()), (1200, 900));
+    // the official iteration and validation lines (--quiet, -p 100: batch 0 of each epoch)
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    let iteration = stderr
+        .lines()
+        .find(|l| l.starts_with("Epoch: [1][0/4]"))
+        .unwrap_or_else(|| panic!("no iteration line in {stderr}"));
+    for field in ["\tTime ", "\tData ", "\tLoss ", "\tErr@1 ", "\tErr@5 "] {
+        assert!(iteration.contains(field), "{field:?} not in {iteration:?}");
+    }
+    assert!(stderr.contains(" *val* Err@1 "), "{stderr}");
     assert_eq!(
         std::fs::read_to_string(out.join("metrics.jsonl"))
             .unwrap()
@@ -443,9 +474,9 @@ fn eval_of_the_last_checkpoint_reproduces_the_last_epoch() {
         .map(|x| x.parse().unwrap())
         .collect();
     assert_eq!(v["images"], 64);
-    assert_eq!(v["top1_err"].as_f64().unwrap(), last[7]);
-    assert_eq!(v["top5_err"].as_f64().unwrap(), last[8]);
-    assert!((v["mean_margin"].as_f64().unwrap() - last[9]).abs() < 1e-9);
+    assert_eq!(v["top1_err"].as_f64().unwrap(), last[8]);
+    assert_eq!(v["top5_err"].as_f64().unwrap(), last[9]);
+    assert!((v["mean_margin"].as_f64().unwrap() - last[10]).abs() < 1e-9);
     // a checkpoint for another number of classes is refused with the reason
     let res = lmsoftmax()
         .args([
@@ -468,7 +499,7 @@ fn a_diverging_run_stops_with_the_epoch_and_batch() {
     let config = dir.path().join("explode.toml");
     std::fs::write(
         &config,
-        "name = \"explode\"\nepochs = 2\nbatch_size = 64\nmomentum = 0.9\nweight_decay = 1e-4\nloss = \"large-margin\"\nreg_lambda = 0.3\n[lr]\nkind = \"step\"\nstart = 1e12\ngamma = 1.0\nevery = 1\n",
+        "name = \"explode\"\nepochs = 2\nbatch_size = 64\nmomentum = 0.9\nweight_decay = 1e-4\n[loss]\nkind = \"large-margin\"\nreg_lambda = 0.3\n[lr]\nkind = \"step\"\nstart = 1e12\ngamma = 1.0\nevery = 1\n",
     )
     .unwrap();
     let out = dir.path().join("run");
@@ -480,9 +511,10 @@ fn a_diverging_run_stops_with_the_epoch_and_batch() {
         .arg(&out)
         .output()
         .unwrap();
+    // a failure while running, not a usage error
     assert_eq!(
         res.status.code(),
-        Some(2),
+        Some(1),
         "{}",
         String::from_utf8_lossy(&res.stdout)
     );
@@ -491,4 +523,6 @@ fn a_diverging_run_stops_with_the_epoch_and_batch() {
         stderr.contains("at epoch 1 batch") && stderr.contains("lower the learning rate"),
         "{stderr}"
     );
+    // no checkpoint exists yet, and the message does not pretend one does
+    assert!(stderr.contains("no checkpoint was written yet"), "{stderr}");
 }

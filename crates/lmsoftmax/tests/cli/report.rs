@@ -20,7 +20,7 @@ fn final_errors(root: &Path, prefix: &str) -> Vec<f64> {
                 .last()
                 .unwrap()
                 .split(',')
-                .nth(7)
+                .nth(8)
                 .unwrap()
                 .parse()
                 .unwrap()
@@ -46,12 +46,15 @@ fn demo_then_report_groups_seeds_and_writes_the_figures() {
         .output()
         .unwrap();
     assert_ok(&res);
-    // the demo's own table: both configurations with their two seeds
+    // the demo's own table names what ran: the network and the loss, two seeds each
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(
-        stdout.contains("| layer13 | 2 |") && stdout.contains("| layer13_largemargin | 2 |"),
+        stdout.contains("| small_cnn | softmax | layer13 | 2 |")
+            && stdout.contains("| small_cnn | large-margin λ=0.3 | layer13_largemargin | 2 |"),
         "{stdout}"
     );
+    // distinct seeds: no warning about runs sharing one
+    assert!(!String::from_utf8_lossy(&res.stderr).contains("share seed"));
     let runs = dir.path().join("lmsoftmax-demo");
     // the demo drew its figures too
     assert!(runs.join("figures").read_dir().unwrap().count() >= 3);
@@ -81,9 +84,9 @@ fn demo_then_report_groups_seeds_and_writes_the_figures() {
         ("layer13_largemargin", "large-margin"),
     ]) {
         assert_eq!(row["config"], config);
-        assert_eq!(row["loss"], loss);
+        assert_eq!(row["loss"]["kind"], loss);
         assert_eq!(row["seeds"], serde_json::json!([0, 1]));
-        let want = final_errors(&runs, &format!("{config}-seed"));
+        let want = final_errors(&runs, &format!("small_cnn-{loss}-seed"));
         let got: Vec<f64> = serde_json::from_value(row["final_top1"].clone()).unwrap();
         assert_eq!(got, want);
         let mean = (want[0] + want[1]) / 2.0;
@@ -130,7 +133,7 @@ fn official_flags_evaluate_start_epoch_and_checkpoint_files() {
         .unwrap();
     assert_ok(&res);
     let stdout = String::from_utf8_lossy(&res.stdout);
-    let want: f64 = first[7].parse().unwrap();
+    let want: f64 = first[8].parse().unwrap();
     assert!(
         stdout.contains(&format!(" * Err@1 {want:.3} ")),
         "{stdout} vs {want}"
@@ -163,7 +166,8 @@ fn official_flags_evaluate_start_epoch_and_checkpoint_files() {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(soft.join("run.json")).unwrap()).unwrap();
     assert_eq!(meta["config"], "layer13_largemargin+softmax");
-    assert_eq!(meta["reg_lambda"], 0.0);
+    assert_eq!(meta["loss"]["kind"], "softmax");
+    assert!(meta["loss"].get("reg_lambda").is_none(), "{meta}");
 }
 
 #[test]
@@ -268,5 +272,58 @@ fn any_dataset_trains_any_network_its_input_fits_mnist_on_small_cnn() {
             .lines()
             .count(),
         32
+    );
+}
+
+#[test]
+fn report_warns_when_runs_share_a_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |out: &Path| {
+        let mut a: Vec<String> = [
+            "train",
+            "--dataset",
+            "synthetic",
+            "--synthetic-train",
+            "64",
+            "--synthetic-test",
+            "32",
+            "--arch",
+            "small_cnn",
+            "--width",
+            "0.25",
+            "--quiet",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--save-last-checkpoint",
+            "--out-dir",
+        ]
+        .map(String::from)
+        .to_vec();
+        a.push(out.to_str().unwrap().into());
+        a
+    };
+    for name in ["a", "b"] {
+        assert_ok(
+            &lmsoftmax()
+                .args(args(&dir.path().join(name)))
+                .output()
+                .unwrap(),
+        );
+    }
+    let res = lmsoftmax()
+        .arg("report")
+        .arg(dir.path().join("a"))
+        .arg(dir.path().join("b"))
+        .arg("--out-dir")
+        .arg(dir.path().join("figs"))
+        .output()
+        .unwrap();
+    assert_ok(&res);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains("2 runs share seed 0") && stderr.contains("different --seed"),
+        "{stderr}"
     );
 }

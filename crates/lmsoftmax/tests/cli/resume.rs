@@ -183,7 +183,7 @@ fn a_full_disk_is_a_clear_error_and_the_run_resumes_from_the_intact_checkpoint()
     }
     let res = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&res.stderr);
-    assert_eq!(res.status.code(), Some(2), "{stderr}");
+    assert_eq!(res.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("disk is full") && stderr.contains("--resume"),
         "{stderr}"

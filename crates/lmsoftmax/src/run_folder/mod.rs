@@ -1,0 +1,206 @@
+//! The run folder: every file a training run writes and how it is read back, in one place that
+//! both training and `report` use.
+//!
+//! | file | written | what |
+//! |---|---|---|
+//! | `run.json` | at the start | [`meta::RunMeta`]: dataset, network, width, seed, config, loss |
+//! | `config.toml` | at the start | the resolved training configuration |
+//! | `metrics.csv`, `metrics.jsonl` | every epoch | [`metrics::EpochRow`]s |
+//! | `test-margins.txt` | every epoch | the epoch's margin per test image |
+//! | `train_epochs.png` | every epoch | the official four-panel figure ([`curves`]) |
+//! | `checkpoint-{last,best,epochN}.ckpt` | every epoch | model + optimizer + run state |
+//! | `summary.txt` | at the end | the official ` *BEST* Err@1 .. Err@5 ..` line |
+//!
+//! Every file is written atomically ([`crate::atomic::write_atomic`]).
+
+pub mod curves;
+pub mod meta;
+pub mod metrics;
+pub mod record;
+pub mod stats;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use self::meta::RunMeta;
+use self::metrics::EpochRow;
+use crate::atomic::write_atomic;
+
+/// `run.json`.
+pub const RUN_JSON: &str = "run.json";
+/// `config.toml`.
+pub const CONFIG_TOML: &str = "config.toml";
+/// `metrics.csv`.
+pub const METRICS_CSV: &str = "metrics.csv";
+/// `metrics.jsonl`.
+pub const METRICS_JSONL: &str = "metrics.jsonl";
+/// `test-margins.txt`.
+pub const MARGINS_TXT: &str = "test-margins.txt";
+/// `summary.txt`.
+pub const SUMMARY_TXT: &str = "summary.txt";
+/// `checkpoint-last.ckpt`.
+pub const LAST_CHECKPOINT: &str = "checkpoint-last.ckpt";
+/// `checkpoint-best.ckpt`.
+pub const BEST_CHECKPOINT: &str = "checkpoint-best.ckpt";
+
+/// A run's folder and the paths of its files.
+///
+/// ```
+/// use lmsoftmax::run_folder::RunFolder;
+/// let run = RunFolder::new("runs/lm");
+/// assert!(run.last_checkpoint().ends_with("checkpoint-last.ckpt"));
+/// assert!(run.epoch_checkpoint(3).ends_with("checkpoint-epoch3.ckpt"));
+/// assert!(RunFolder::is_run_file("metrics.csv") && !RunFolder::is_run_file("notes.txt"));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFolder {
+    dir: PathBuf,
+}
+
+impl RunFolder {
+    /// The folder `dir` (not created until [`RunFolder::create`]).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A file of the run.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// `checkpoint-last.ckpt`.
+    pub fn last_checkpoint(&self) -> PathBuf {
+        self.file(LAST_CHECKPOINT)
+    }
+
+    /// `checkpoint-best.ckpt`.
+    pub fn best_checkpoint(&self) -> PathBuf {
+        self.file(BEST_CHECKPOINT)
+    }
+
+    /// `checkpoint-epoch{epoch}.ckpt` (epoch from 1).
+    pub fn epoch_checkpoint(&self, epoch: usize) -> PathBuf {
+        self.file(&format!("checkpoint-epoch{epoch}.ckpt"))
+    }
+
+    /// Whether a run was started here (`run.json`, metrics or a checkpoint exist).
+    pub fn holds_run(&self) -> bool {
+        [RUN_JSON, METRICS_CSV, LAST_CHECKPOINT]
+            .iter()
+            .any(|f| self.file(f).exists())
+    }
+
+    /// Whether a run was started here with this version's files (`run.json` exists).
+    pub fn was_started(&self) -> bool {
+        self.file(RUN_JSON).exists()
+    }
+
+    /// Whether `name` is one of the files a run writes (removed by `--overwrite`).
+    pub fn is_run_file(name: &str) -> bool {
+        matches!(
+            name,
+            METRICS_CSV | METRICS_JSONL | SUMMARY_TXT | RUN_JSON | CONFIG_TOML | MARGINS_TXT
+        ) || (name.starts_with("checkpoint-")
+            && (name.ends_with(".ckpt") || name.ends_with(".tmp")))
+    }
+
+    /// Creates the folder.
+    ///
+    /// # Errors
+    /// I/O errors, with the path.
+    pub fn create(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))
+    }
+
+    /// Removes the files of an earlier run (and only those), for `--overwrite`.
+    ///
+    /// # Errors
+    /// I/O errors, with the path.
+    pub fn clear_run_files(&self) -> Result<()> {
+        if !self.dir.is_dir() {
+            return Ok(());
+        }
+        let entries = std::fs::read_dir(&self.dir)
+            .with_context(|| format!("listing {}", self.dir.display()))?;
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_name().to_str().is_some_and(Self::is_run_file) {
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `run.json`.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn write_meta(&self, meta: &RunMeta) -> Result<()> {
+        write_atomic(
+            &self.file(RUN_JSON),
+            serde_json::to_string_pretty(meta)?.as_bytes(),
+        )
+    }
+
+    /// Writes `config.toml` (the resolved configuration's text).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn write_config(&self, toml_text: &str) -> Result<()> {
+        write_atomic(&self.file(CONFIG_TOML), toml_text.as_bytes())
+    }
+
+    /// Writes `metrics.csv` and `metrics.jsonl` for `rows`.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn write_metrics(&self, rows: &[EpochRow]) -> Result<()> {
+        write_atomic(&self.file(METRICS_CSV), metrics::to_csv(rows)?.as_bytes())?;
+        write_atomic(
+            &self.file(METRICS_JSONL),
+            metrics::to_jsonl(rows)?.as_bytes(),
+        )
+    }
+
+    /// Writes `test-margins.txt`, one margin per line.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn write_margins(&self, margins: &[f64]) -> Result<()> {
+        let text: String = margins.iter().map(|m| format!("{m}\n")).collect();
+        write_atomic(&self.file(MARGINS_TXT), text.as_bytes())
+    }
+
+    /// Writes `summary.txt`.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn write_summary(&self, line: &str) -> Result<()> {
+        write_atomic(&self.file(SUMMARY_TXT), format!("{line}\n").as_bytes())
+    }
+}
+
+/// The official ` *BEST* Err@1 x.xxx Err@5 x.xxx` line of `rows` ([`stats::official_best_row`]).
+///
+/// ```
+/// # use lmsoftmax::run_folder::{best_line, metrics::EpochRow};
+/// let row = |epoch, e1, e5| EpochRow { epoch, test_top1_err: e1, test_top5_err: e5, ..EpochRow::default() };
+/// assert_eq!(best_line(&[row(1, 9.0, 2.0), row(2, 7.0, 1.5), row(3, 7.0, 1.0)]).unwrap(),
+///            " *BEST* Err@1 7.000 Err@5 1.500");
+/// ```
+pub fn best_line(rows: &[EpochRow]) -> Option<String> {
+    stats::official_best_row(rows).map(|r| {
+        format!(
+            " *BEST* Err@1 {:.3} Err@5 {:.3}",
+            r.test_top1_err, r.test_top5_err
+        )
+    })
+}
