@@ -2,7 +2,9 @@
 //! f32, and f16/bf16 input.
 //!
 //! The folder is `$LM_GOLDEN_DIR`, by default the copy of `shared/golden` in `tests/data/golden`
-//! (written by `shared/bench/golden.py`). An empty or missing folder fails the test.
+//! (written by `shared/bench/golden.py`; `tests/data/make_golden.py --check` recomputes them
+//! independently). An empty or missing folder fails the test, and so does a file with a field
+//! this test does not know.
 
 use std::path::PathBuf;
 
@@ -12,7 +14,9 @@ use serde::Deserialize;
 
 use crate::common::{IMPLEMENTATIONS, assert_close, run};
 
+/// One golden file; a field not listed here is an error, not silently skipped.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Case {
     name: String,
     shape: Vec<usize>,
@@ -50,7 +54,8 @@ fn golden_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden"))
 }
 
-fn cases() -> Vec<Case> {
+/// Every case with the file it came from, sorted by path.
+fn case_files() -> Vec<(PathBuf, Case)> {
     let dir = golden_dir();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read the golden folder {}: {e}", dir.display()))
@@ -64,13 +69,76 @@ fn cases() -> Vec<Case> {
         dir.display()
     );
     paths
-        .iter()
+        .into_iter()
         .map(|p| {
             let text =
-                std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let case =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p, case)
         })
         .collect()
+}
+
+fn cases() -> Vec<Case> {
+    case_files().into_iter().map(|(_, case)| case).collect()
+}
+
+/// Each file is named after its case and its arrays have the lengths its shape implies.
+#[test]
+fn golden_files_are_consistent() {
+    for (path, case) in case_files() {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        assert_eq!(
+            case.name,
+            stem,
+            "{}: name is not the file stem",
+            path.display()
+        );
+        assert!(
+            case.shape.len() >= 2 && case.shape[1] >= 2,
+            "{}: shape {:?}",
+            case.name,
+            case.shape
+        );
+        let size: usize = case.shape.iter().product();
+        let rows = size / case.shape[1];
+        let loss_len = if case.reduction == "none" { rows } else { 1 };
+        let mut lengths = vec![
+            ("logits", case.logits.len(), size),
+            ("target", case.target.len(), rows),
+            ("grad", case.grad.len(), size),
+            ("loss", case.loss.len(), loss_len),
+        ];
+        if let Some(weight) = &case.weight {
+            lengths.push(("weight", weight.len(), case.shape[1]));
+        }
+        if let Some(upstream) = &case.upstream {
+            lengths.push(("upstream", upstream.len(), rows));
+        }
+        for (field, got, want) in lengths {
+            assert_eq!(
+                got, want,
+                "{}: {field} has {got} values, want {want}",
+                case.name
+            );
+        }
+    }
+}
+
+/// A field the test would not read (e.g. a future `label_smoothing`) fails the parse.
+#[test]
+fn golden_layout_rejects_unknown_fields() {
+    let known = r#"{"name": "t", "shape": [1, 2], "logits": [0.0, 1.0], "target": [0],
+        "reg_lambda": 0.3, "deg_logit": null, "weight": null, "reduction": "mean",
+        "ignore_index": null, "upstream": null, "loss": [1.0], "grad": [0.0, 0.0]"#;
+    assert!(serde_json::from_str::<Case>(&format!("{known}}}")).is_ok());
+    let err = serde_json::from_str::<Case>(&format!("{known}, \"label_smoothing\": 0.1}}"))
+        .expect_err("an unknown field must not parse");
+    assert!(err.to_string().contains("label_smoothing"), "{err}");
 }
 
 /// Runs every case in `dtype` and compares with the golden values.
