@@ -9,6 +9,13 @@ use image::RgbImage;
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
+mod jitter;
+
+pub use jitter::{
+    JitterOp, adjust_brightness, adjust_contrast, adjust_saturation, apply_jitter, color_jitter,
+    jitter_table,
+};
+
 /// Per-channel normalisation `(x / 255 - mean) / std`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Normalize {
@@ -147,61 +154,6 @@ pub fn random_resized_crop_box(
     ((width - w) / 2, (height - h) / 2, w, h)
 }
 
-/// `degenerate + f (p - degenerate)` clipped to [0, 255] and rounded half up: PIL's blend.
-#[inline(always)]
-fn blend_px(p: u8, degenerate: f32, f: f32) -> u8 {
-    // the +0.5 then truncation rounds without a libm call, so the loops vectorise
-    let v = (degenerate + f * (p as f32 - degenerate)).clamp(0.0, 255.0) + 0.5;
-    if v.is_finite() {
-        // SAFETY: finite and within [0.5, 255.5], so the truncation fits an u8
-        unsafe { v.to_int_unchecked::<u8>() }
-    } else {
-        0 // a non-finite factor: never drawn (factors are in [1 - s, 1 + s])
-    }
-}
-
-/// ITU-R 601-2 luma as PIL's `convert("L")` computes it.
-fn luma(r: u8, g: u8, b: u8) -> u8 {
-    ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
-}
-
-/// ColorJitter's random choices, in the order they are drawn: a random order of the three
-/// operations (0 brightness, 1 contrast, 2 saturation), then each one's factor, uniform in
-/// `[1 - strength, 1 + strength]`.
-fn jitter_draws(strength: f32, rng: &mut impl Rng) -> [(u8, f32); 3] {
-    let mut order = [0u8, 1, 2];
-    for i in (1..3).rev() {
-        let j = rng.random_range(0..=i);
-        order.swap(i, j);
-    }
-    order.map(|op| (op, rng.random_range(1.0 - strength..=1.0 + strength)))
-}
-
-/// ColorJitter(brightness, contrast, saturation) with factors uniform in `[1-s, 1+s]`, applied
-/// in a random order, with PIL's semantics (brightness blends with black, contrast with the mean
-/// grey level, saturation with the grey image).
-pub fn color_jitter(img: &mut RgbImage, strength: f32, rng: &mut impl Rng) {
-    for (op, f) in jitter_draws(strength, rng) {
-        match op {
-            0 => img.iter_mut().for_each(|p| *p = blend_px(*p, 0.0, f)),
-            1 => {
-                let n = (img.width() * img.height()) as f64;
-                let sum: u64 = img.pixels().map(|p| luma(p[0], p[1], p[2]) as u64).sum();
-                let mean = (sum as f64 / n + 0.5).floor() as f32;
-                img.iter_mut().for_each(|p| *p = blend_px(*p, mean, f));
-            }
-            _ => {
-                for px in img.chunks_exact_mut(3) {
-                    let grey = luma(px[0], px[1], px[2]) as f32;
-                    for p in px {
-                        *p = blend_px(*p, grey, f);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// AlexNet-style PCA lighting: eigenvalues and eigenvectors (columns) of ImageNet's RGB covariance.
 pub const LIGHTING_EIGVAL: [f32; 3] = [0.2175, 0.0188, 0.0045];
 /// Rows are R, G, B; column k is eigenvector k.
@@ -283,11 +235,10 @@ pub fn crop_resize(
 /// normalise.
 ///
 /// The same numbers as applying [`color_jitter`] and [`rgb_to_planar`] to the flipped crop, in
-/// fewer passes: brightness and contrast are functions of the byte value alone (contrast's grey
-/// level is a mean over the image), so consecutive ones compose into one 256-entry table; only
-/// saturation, which mixes a pixel's channels, needs a pass of its own; the last table, the
-/// lighting offset and the normalisation become three float tables read while writing the planar
-/// output, and the flip happens there too (every step before it is per pixel or order-free).
+/// fewer passes: [`jitter_table`] folds brightness and contrast into one 256-entry table and
+/// gives only saturation a pass of its own; that table, the lighting offset and the
+/// normalisation become three float tables read while writing the planar output, and the flip
+/// happens there too (every step before it is per pixel or, like contrast's mean, order-free).
 pub fn imagenet_train(
     img: &RgbImage,
     size: u32,
@@ -298,7 +249,7 @@ pub fn imagenet_train(
     let crop = random_resized_crop_box(rng, img.width(), img.height());
     let mut resized = crop_resize(img, crop, size, size);
     let flip = rng.random_bool(0.5);
-    let table = jitter_in_place(&mut resized, 0.4, rng);
+    let table = jitter_table(&mut resized, &jitter::jitter_draws(0.4, rng));
     let offset = lighting_offset(rng, 0.1);
     let planes: [[f32; 256]; 3] = std::array::from_fn(|c| {
         std::array::from_fn(|v| (table[v] as f32 / 255.0 + offset[c] - norm.mean[c]) / norm.std[c])
@@ -321,48 +272,6 @@ pub fn imagenet_train(
             b_row[x] = planes[2][px[2] as usize];
         }
     }
-}
-
-/// [`color_jitter`]'s random draws and arithmetic, with brightness and contrast deferred into
-/// the returned byte table (to be applied by the caller); saturation is applied in place.
-fn jitter_in_place(img: &mut RgbImage, strength: f32, rng: &mut impl Rng) -> [u8; 256] {
-    let mut table: [u8; 256] = std::array::from_fn(|v| v as u8);
-    for (op, f) in jitter_draws(strength, rng) {
-        match op {
-            0 => table = table.map(|v| blend_px(v, 0.0, f)),
-            1 => {
-                let n = (img.width() * img.height()) as f64;
-                let sum: u64 = img
-                    .as_raw()
-                    .chunks_exact(3)
-                    .map(|p| {
-                        luma(
-                            table[p[0] as usize],
-                            table[p[1] as usize],
-                            table[p[2] as usize],
-                        ) as u64
-                    })
-                    .sum();
-                let mean = (sum as f64 / n + 0.5).floor() as f32;
-                table = table.map(|v| blend_px(v, mean, f));
-            }
-            _ => {
-                for px in img.chunks_exact_mut(3) {
-                    let (r, g, b) = (
-                        table[px[0] as usize],
-                        table[px[1] as usize],
-                        table[px[2] as usize],
-                    );
-                    let grey = luma(r, g, b) as f32;
-                    px[0] = blend_px(r, grey, f);
-                    px[1] = blend_px(g, grey, f);
-                    px[2] = blend_px(b, grey, f);
-                }
-                table = std::array::from_fn(|v| v as u8);
-            }
-        }
-    }
-    table
 }
 
 /// ImageNet test transform: resize the shorter side to `resize` (bilinear), centre crop `crop`.
