@@ -135,8 +135,9 @@ pub fn random_resized_crop_box(
     for _ in 0..10 {
         let target = area * rng.random_range(0.08..=1.0);
         let ratio = rng.random_range(lo..=hi).exp();
-        let w = (target * ratio).sqrt().round() as u32;
-        let h = (target / ratio).sqrt().round() as u32;
+        // `int(round(..))` in torchvision: Python's round() takes ties to even
+        let w = (target * ratio).sqrt().round_ties_even() as u32;
+        let h = (target / ratio).sqrt().round_ties_even() as u32;
         if 0 < w && w <= width && 0 < h && h <= height {
             let top = rng.random_range(0..=height - h);
             let left = rng.random_range(0..=width - w);
@@ -145,9 +146,15 @@ pub fn random_resized_crop_box(
     }
     let in_ratio = width as f64 / height as f64;
     let (w, h) = if in_ratio < 3.0 / 4.0 {
-        (width, ((width as f64) / (3.0 / 4.0)).round() as u32)
+        (
+            width,
+            ((width as f64) / (3.0 / 4.0)).round_ties_even() as u32,
+        )
     } else if in_ratio > 4.0 / 3.0 {
-        (((height as f64) * (4.0 / 3.0)).round() as u32, height)
+        (
+            ((height as f64) * (4.0 / 3.0)).round_ties_even() as u32,
+            height,
+        )
     } else {
         (width, height)
     };
@@ -283,8 +290,10 @@ pub fn imagenet_test(img: &RgbImage, resize_to: u32, crop: u32, norm: &Normalize
         (((w as f64) * resize_to as f64 / h as f64) as u32, resize_to)
     };
     let resized = crop_resize(img, (0, 0, w, h), nw, nh);
-    let left = ((nw as f64 - crop as f64) / 2.0).round() as u32;
-    let top = ((nh as f64 - crop as f64) / 2.0).round() as u32;
+    // torchvision's CenterCrop: `int(round((size - crop) / 2.0))`, and Python's round() takes
+    // ties to even (an odd margin of 69 starts the crop at row 34, not 35)
+    let left = ((nw as f64 - crop as f64) / 2.0).round_ties_even() as u32;
+    let top = ((nh as f64 - crop as f64) / 2.0).round_ties_even() as u32;
     let cropped = image::imageops::crop_imm(&resized, left, top, crop, crop).to_image();
     rgb_to_planar(&cropped, [0.0; 3], norm, out);
 }
