@@ -9,6 +9,13 @@ use image::RgbImage;
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
+mod jitter;
+
+pub use jitter::{
+    JitterOp, adjust_brightness, adjust_contrast, adjust_saturation, apply_jitter, color_jitter,
+    jitter_table,
+};
+
 /// Per-channel normalisation `(x / 255 - mean) / std`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Normalize {
@@ -128,8 +135,9 @@ pub fn random_resized_crop_box(
     for _ in 0..10 {
         let target = area * rng.random_range(0.08..=1.0);
         let ratio = rng.random_range(lo..=hi).exp();
-        let w = (target * ratio).sqrt().round() as u32;
-        let h = (target / ratio).sqrt().round() as u32;
+        // `int(round(..))` in torchvision: Python's round() takes ties to even
+        let w = (target * ratio).sqrt().round_ties_even() as u32;
+        let h = (target / ratio).sqrt().round_ties_even() as u32;
         if 0 < w && w <= width && 0 < h && h <= height {
             let top = rng.random_range(0..=height - h);
             let left = rng.random_range(0..=width - w);
@@ -138,68 +146,19 @@ pub fn random_resized_crop_box(
     }
     let in_ratio = width as f64 / height as f64;
     let (w, h) = if in_ratio < 3.0 / 4.0 {
-        (width, ((width as f64) / (3.0 / 4.0)).round() as u32)
+        (
+            width,
+            ((width as f64) / (3.0 / 4.0)).round_ties_even() as u32,
+        )
     } else if in_ratio > 4.0 / 3.0 {
-        (((height as f64) * (4.0 / 3.0)).round() as u32, height)
+        (
+            ((height as f64) * (4.0 / 3.0)).round_ties_even() as u32,
+            height,
+        )
     } else {
         (width, height)
     };
     ((width - w) / 2, (height - h) / 2, w, h)
-}
-
-/// `degenerate + f (p - degenerate)` clipped to [0, 255] and rounded half up: PIL's blend.
-#[inline(always)]
-fn blend_px(p: u8, degenerate: f32, f: f32) -> u8 {
-    // the +0.5 then truncation rounds without a libm call, so the loops vectorise
-    let v = (degenerate + f * (p as f32 - degenerate)).clamp(0.0, 255.0) + 0.5;
-    if v.is_finite() {
-        // SAFETY: finite and within [0.5, 255.5], so the truncation fits an u8
-        unsafe { v.to_int_unchecked::<u8>() }
-    } else {
-        0 // a non-finite factor: never drawn (factors are in [1 - s, 1 + s])
-    }
-}
-
-/// ITU-R 601-2 luma as PIL's `convert("L")` computes it.
-fn luma(r: u8, g: u8, b: u8) -> u8 {
-    ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
-}
-
-/// ColorJitter's random choices, in the order they are drawn: a random order of the three
-/// operations (0 brightness, 1 contrast, 2 saturation), then each one's factor, uniform in
-/// `[1 - strength, 1 + strength]`.
-fn jitter_draws(strength: f32, rng: &mut impl Rng) -> [(u8, f32); 3] {
-    let mut order = [0u8, 1, 2];
-    for i in (1..3).rev() {
-        let j = rng.random_range(0..=i);
-        order.swap(i, j);
-    }
-    order.map(|op| (op, rng.random_range(1.0 - strength..=1.0 + strength)))
-}
-
-/// ColorJitter(brightness, contrast, saturation) with factors uniform in `[1-s, 1+s]`, applied
-/// in a random order, with PIL's semantics (brightness blends with black, contrast with the mean
-/// grey level, saturation with the grey image).
-pub fn color_jitter(img: &mut RgbImage, strength: f32, rng: &mut impl Rng) {
-    for (op, f) in jitter_draws(strength, rng) {
-        match op {
-            0 => img.iter_mut().for_each(|p| *p = blend_px(*p, 0.0, f)),
-            1 => {
-                let n = (img.width() * img.height()) as f64;
-                let sum: u64 = img.pixels().map(|p| luma(p[0], p[1], p[2]) as u64).sum();
-                let mean = (sum as f64 / n + 0.5).floor() as f32;
-                img.iter_mut().for_each(|p| *p = blend_px(*p, mean, f));
-            }
-            _ => {
-                for px in img.chunks_exact_mut(3) {
-                    let grey = luma(px[0], px[1], px[2]) as f32;
-                    for p in px {
-                        *p = blend_px(*p, grey, f);
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// AlexNet-style PCA lighting: eigenvalues and eigenvectors (columns) of ImageNet's RGB covariance.
@@ -283,11 +242,10 @@ pub fn crop_resize(
 /// normalise.
 ///
 /// The same numbers as applying [`color_jitter`] and [`rgb_to_planar`] to the flipped crop, in
-/// fewer passes: brightness and contrast are functions of the byte value alone (contrast's grey
-/// level is a mean over the image), so consecutive ones compose into one 256-entry table; only
-/// saturation, which mixes a pixel's channels, needs a pass of its own; the last table, the
-/// lighting offset and the normalisation become three float tables read while writing the planar
-/// output, and the flip happens there too (every step before it is per pixel or order-free).
+/// fewer passes: [`jitter_table`] folds brightness and contrast into one 256-entry table and
+/// gives only saturation a pass of its own; that table, the lighting offset and the
+/// normalisation become three float tables read while writing the planar output, and the flip
+/// happens there too (every step before it is per pixel or, like contrast's mean, order-free).
 pub fn imagenet_train(
     img: &RgbImage,
     size: u32,
@@ -298,7 +256,7 @@ pub fn imagenet_train(
     let crop = random_resized_crop_box(rng, img.width(), img.height());
     let mut resized = crop_resize(img, crop, size, size);
     let flip = rng.random_bool(0.5);
-    let table = jitter_in_place(&mut resized, 0.4, rng);
+    let table = jitter_table(&mut resized, &jitter::jitter_draws(0.4, rng));
     let offset = lighting_offset(rng, 0.1);
     let planes: [[f32; 256]; 3] = std::array::from_fn(|c| {
         std::array::from_fn(|v| (table[v] as f32 / 255.0 + offset[c] - norm.mean[c]) / norm.std[c])
@@ -323,48 +281,6 @@ pub fn imagenet_train(
     }
 }
 
-/// [`color_jitter`]'s random draws and arithmetic, with brightness and contrast deferred into
-/// the returned byte table (to be applied by the caller); saturation is applied in place.
-fn jitter_in_place(img: &mut RgbImage, strength: f32, rng: &mut impl Rng) -> [u8; 256] {
-    let mut table: [u8; 256] = std::array::from_fn(|v| v as u8);
-    for (op, f) in jitter_draws(strength, rng) {
-        match op {
-            0 => table = table.map(|v| blend_px(v, 0.0, f)),
-            1 => {
-                let n = (img.width() * img.height()) as f64;
-                let sum: u64 = img
-                    .as_raw()
-                    .chunks_exact(3)
-                    .map(|p| {
-                        luma(
-                            table[p[0] as usize],
-                            table[p[1] as usize],
-                            table[p[2] as usize],
-                        ) as u64
-                    })
-                    .sum();
-                let mean = (sum as f64 / n + 0.5).floor() as f32;
-                table = table.map(|v| blend_px(v, mean, f));
-            }
-            _ => {
-                for px in img.chunks_exact_mut(3) {
-                    let (r, g, b) = (
-                        table[px[0] as usize],
-                        table[px[1] as usize],
-                        table[px[2] as usize],
-                    );
-                    let grey = luma(r, g, b) as f32;
-                    px[0] = blend_px(r, grey, f);
-                    px[1] = blend_px(g, grey, f);
-                    px[2] = blend_px(b, grey, f);
-                }
-                table = std::array::from_fn(|v| v as u8);
-            }
-        }
-    }
-    table
-}
-
 /// ImageNet test transform: resize the shorter side to `resize` (bilinear), centre crop `crop`.
 pub fn imagenet_test(img: &RgbImage, resize_to: u32, crop: u32, norm: &Normalize, out: &mut [f32]) {
     let (w, h) = (img.width(), img.height());
@@ -374,8 +290,10 @@ pub fn imagenet_test(img: &RgbImage, resize_to: u32, crop: u32, norm: &Normalize
         (((w as f64) * resize_to as f64 / h as f64) as u32, resize_to)
     };
     let resized = crop_resize(img, (0, 0, w, h), nw, nh);
-    let left = ((nw as f64 - crop as f64) / 2.0).round() as u32;
-    let top = ((nh as f64 - crop as f64) / 2.0).round() as u32;
+    // torchvision's CenterCrop: `int(round((size - crop) / 2.0))`, and Python's round() takes
+    // ties to even (an odd margin of 69 starts the crop at row 34, not 35)
+    let left = ((nw as f64 - crop as f64) / 2.0).round_ties_even() as u32;
+    let top = ((nh as f64 - crop as f64) / 2.0).round_ties_even() as u32;
     let cropped = image::imageops::crop_imm(&resized, left, top, crop, crop).to_image();
     rgb_to_planar(&cropped, [0.0; 3], norm, out);
 }

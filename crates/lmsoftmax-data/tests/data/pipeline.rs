@@ -162,6 +162,31 @@ fn fused_imagenet_train_equals_the_step_by_step_composition_bit_for_bit() {
     }
 }
 
+#[test]
+fn imagenet_test_centre_crop_rounds_ties_to_even_as_torchvision() {
+    use lmsoftmax_data::transforms::imagenet_test;
+    // 256 x 293: the shorter side is already 256, so the resize keeps the image; CenterCrop(224)
+    // then starts at torchvision's int(round(69 / 2)) = 34 (Python rounds ties to even), left 16
+    let img = image::RgbImage::from_fn(256, 293, |x, y| image::Rgb([(y % 256) as u8, x as u8, 0]));
+    let bytes = Normalize {
+        mean: vec![0.0; 3],
+        std: vec![1.0 / 255.0; 3],
+    }; // output = byte value
+    let mut out = vec![0f32; 3 * 224 * 224];
+    imagenet_test(&img, 256, 224, &bytes, &mut out);
+    let plane = 224 * 224;
+    assert!((out[0] - 34.0).abs() < 1e-3, "top row {}", out[0]);
+    assert!(
+        (out[plane] - 16.0).abs() < 1e-3,
+        "left column {}",
+        out[plane]
+    );
+    // the same on the other axis: 293 x 256 starts at column 34
+    let img = image::RgbImage::from_fn(293, 256, |x, y| image::Rgb([y as u8, (x % 256) as u8, 0]));
+    imagenet_test(&img, 256, 224, &bytes, &mut out);
+    assert!((out[0] - 16.0).abs() < 1e-3 && (out[plane] - 34.0).abs() < 1e-3);
+}
+
 fn synthetic_source(n: usize) -> Arc<Source> {
     let data = open_dataset(
         DatasetName::Synthetic,
