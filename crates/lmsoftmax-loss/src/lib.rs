@@ -41,20 +41,34 @@
 //! ```
 #![warn(missing_docs)]
 
+// The modules in layers, from the bottom up: a module imports only modules of the layers
+// before its own (no module of its layer imports another).
+// 1. The errors and the reduction type that every layer shares.
+mod error;
+mod reduction;
+
+// 2. Logits and targets as rows, and the per-row plan of coefficients.
+mod plan;
+mod rows;
+
+// 3. The two implementations of the planned rows: composed ops and the fused flex kernel.
 mod composed;
+mod fused;
+
+// 4. The configurations, and the diagnostics (which need no configuration).
 mod config;
 mod diagnostics;
-mod error;
-mod functional;
-mod fused;
+
+// 5. The module, built from a validated configuration; then the free functions over it.
 mod loss;
-mod plan;
+
+mod functional;
 
 pub use config::{
-    LargeMarginInSoftmaxLossConfig, LossImplementation, LossReduction,
-    SoftmaxCrossEntropyLossConfig,
+    LargeMarginInSoftmaxLossConfig, LossImplementation, SoftmaxCrossEntropyLossConfig,
 };
 pub use diagnostics::{RowDiagnostics, row_diagnostics};
 pub use error::{ConfigError, LossError};
 pub use functional::{large_margin_in_softmax_loss, softmax_cross_entropy};
 pub use loss::LargeMarginInSoftmaxLoss;
+pub use reduction::LossReduction;
