@@ -3,7 +3,7 @@
 //! The large-margin in softmax cross-entropy loss of T. Kobayashi, "Large-Margin In Softmax
 //! Cross-Entropy Loss" (BMVC 2019), for [Burn](https://burn.dev) 0.22, with every option of the
 //! official PyTorch code (`reg_lambda`, `deg_logit`, class weights, `ignore_index`, reductions)
-//! plus label smoothing, spatial input and a fused CPU kernel.
+//! plus label smoothing, spatial input and a fused CPU kernel (from `lmsoftmax-kernels`).
 //!
 //! Two implementations sit behind one API and agree with the official code's float64 golden
 //! vectors: composed Burn tensor ops (any backend, autodiff derives the backward) and a fused
@@ -51,7 +51,8 @@ mod reduction;
 mod plan;
 mod rows;
 
-// 3. The two implementations of the planned rows: composed ops and the fused flex kernel.
+// 3. The two implementations of the planned rows: composed ops, and the binding to the fused
+//    flex kernel of lmsoftmax-kernels.
 mod composed;
 mod fused;
 

@@ -1,8 +1,6 @@
 //! The loss module: built from a validated configuration, it chooses the implementation,
 //! plans the rows and reduces them.
 
-use std::sync::Arc;
-
 use burn::module::{Content, DisplaySettings, Module, ModuleDisplay};
 use burn::tensor::{Device, Int, Tensor};
 
@@ -206,7 +204,7 @@ impl LargeMarginInSoftmaxLoss {
         let plan = RowPlan::new(&plan_options(&self.config), &host_targets, classes)?;
         let x = compute_dtype(flat);
         let rows = if use_fused {
-            fused::fused_rows(x.clone(), Arc::new(plan))
+            fused::fused_rows(x.clone(), plan)
         } else {
             composed_rows(x.clone(), &plan)
         };

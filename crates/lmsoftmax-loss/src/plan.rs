@@ -134,11 +134,6 @@ impl RowPlan {
             needs_smooth: eps > 0.0 && any_kept,
         })
     }
-
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.targets.len()
-    }
 }
 
 fn inverse_or_zero(x: f64) -> f64 {
