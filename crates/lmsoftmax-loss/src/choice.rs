@@ -6,9 +6,9 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    LargeMarginInSoftmaxLossConfig, LossImplementation, LossReduction,
-    SoftmaxCrossEntropyLossConfig,
+    LargeMarginInSoftmaxLossConfig, LossImplementation, SoftmaxCrossEntropyLossConfig,
 };
+use crate::reduction::LossReduction;
 use crate::error::ConfigError;
 use crate::loss::LargeMarginInSoftmaxLoss;
 

@@ -1,41 +1,11 @@
-//! The loss configuration: hyper-parameters with the official defaults, validated by `init`.
+//! The loss configurations: hyper-parameters with the official defaults and their validation.
+//! The module type is built from a validated configuration by `init`, which lives with the
+//! module in `loss.rs`, so that this file does not depend on the module.
 
 use burn::config::Config;
-use burn::tensor::Device;
 
 use crate::error::ConfigError;
-use crate::loss::LargeMarginInSoftmaxLoss;
-
-/// How the per-row losses are reduced.
-///
-/// ```
-/// use lmsoftmax_loss::LossReduction;
-/// assert_eq!(LossReduction::default(), LossReduction::Mean);
-/// ```
-#[derive(Config, Debug, Copy, PartialEq, Eq)]
-pub enum LossReduction {
-    /// `sum_n w_n ce_n / sum_n w_n + lambda * mean_n reg_n` over the rows that are not ignored.
-    Mean,
-    /// `sum_n (w_n ce_n + lambda reg_n)`.
-    Sum,
-    /// One value per row, `w_n ce_n + lambda reg_n` (0 for ignored rows), shaped like the targets.
-    None,
-}
-
-// Burn's `Config` derive does not accept `#[default]` on a variant, so these are written out.
-#[allow(clippy::derivable_impls)]
-impl Default for LossReduction {
-    fn default() -> Self {
-        Self::Mean
-    }
-}
-
-#[allow(clippy::derivable_impls)]
-impl Default for LossImplementation {
-    fn default() -> Self {
-        Self::Auto
-    }
-}
+use crate::reduction::LossReduction;
 
 /// Which implementation computes the loss.
 ///
@@ -53,8 +23,16 @@ pub enum LossImplementation {
     Fused,
 }
 
-/// Configuration to create a [large-margin in softmax loss](LargeMarginInSoftmaxLoss) using the
-/// [init function](LargeMarginInSoftmaxLossConfig::init).
+// Burn's `Config` derive does not accept `#[default]` on a variant, so this is written out.
+#[allow(clippy::derivable_impls)]
+impl Default for LossImplementation {
+    fn default() -> Self {
+        Self::Auto
+    }
+}
+
+/// Configuration to create a [large-margin in softmax loss](crate::LargeMarginInSoftmaxLoss)
+/// using the [init function](LargeMarginInSoftmaxLossConfig::init).
 ///
 /// The defaults are those of the official code (`reg_lambda = 0.3`, no `deg_logit`, mean
 /// reduction). Setting `reg_lambda = 0` gives plain softmax cross-entropy; see also
@@ -102,26 +80,6 @@ pub struct LargeMarginInSoftmaxLossConfig {
 }
 
 impl LargeMarginInSoftmaxLossConfig {
-    /// Validates the configuration and builds the loss.
-    ///
-    /// # Errors
-    /// A [`ConfigError`] naming the field when `reg_lambda < 0`, a hyper-parameter is not finite,
-    /// `label_smoothing` is outside `[0, 1]`, or a class weight is negative, not finite or the
-    /// weight vector is empty.
-    ///
-    /// ```
-    /// use lmsoftmax_loss::LargeMarginInSoftmaxLossConfig;
-    /// let err = LargeMarginInSoftmaxLossConfig::new()
-    ///     .with_weight(Some(vec![1.0, -2.0]))
-    ///     .init(&burn::tensor::Device::flex())
-    ///     .unwrap_err();
-    /// assert_eq!(err.to_string(), "class weight 1 must be finite and >= 0, got -2");
-    /// ```
-    pub fn init(&self, _device: &Device) -> Result<LargeMarginInSoftmaxLoss, ConfigError> {
-        self.validate()?;
-        Ok(LargeMarginInSoftmaxLoss::from_validated(self.clone()))
-    }
-
     /// Checks every field; `init` calls it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         finite("reg_lambda", self.reg_lambda)?;
@@ -161,7 +119,7 @@ fn finite(field: &'static str, value: f64) -> Result<(), ConfigError> {
 
 /// Configuration of plain softmax cross-entropy with the same options as the large-margin loss
 /// (class weights, ignore_index, label smoothing, reductions, spatial input): the baseline the
-/// paper compares against. It builds a [`LargeMarginInSoftmaxLoss`] with `reg_lambda = 0`, whose
+/// paper compares against. It builds a [`LargeMarginInSoftmaxLoss`](crate::LargeMarginInSoftmaxLoss) with `reg_lambda = 0`, whose
 /// fused kernel then skips the regulariser entirely.
 ///
 /// ```
@@ -203,13 +161,5 @@ impl SoftmaxCrossEntropyLossConfig {
             .with_reduction(self.reduction)
             .with_label_smoothing(self.label_smoothing)
             .with_implementation(self.implementation)
-    }
-
-    /// Validates the configuration and builds the loss (a large-margin loss with lambda 0).
-    ///
-    /// # Errors
-    /// As [`LargeMarginInSoftmaxLossConfig::init`].
-    pub fn init(&self, device: &Device) -> Result<LargeMarginInSoftmaxLoss, ConfigError> {
-        self.to_large_margin().init(device)
     }
 }

@@ -5,7 +5,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use crate::composed::{compute_dtype, nontarget_regulariser, nontarget_softmax};
 use crate::error::LossError;
-use crate::loss::{flatten_rows, read_targets};
+use crate::rows::{flatten_rows, read_targets};
 
 /// Per-row diagnostics, each `[rows]` (rows = every position of the targets, row-major), in
 /// f32 (f64 for f64 logits), detached from any autodiff graph.

@@ -3,7 +3,7 @@
 //! The large-margin in softmax cross-entropy loss of T. Kobayashi, "Large-Margin In Softmax
 //! Cross-Entropy Loss" (BMVC 2019), for [Burn](https://burn.dev) 0.22, with every option of the
 //! official PyTorch code (`reg_lambda`, `deg_logit`, class weights, `ignore_index`, reductions)
-//! plus label smoothing, spatial input and a fused CPU kernel.
+//! plus label smoothing, spatial input and a fused CPU kernel (from `lmsoftmax-kernels`).
 //!
 //! Two implementations sit behind one API and agree with the official code's float64 golden
 //! vectors: composed Burn tensor ops (any backend, autodiff derives the backward) and a fused
@@ -41,22 +41,39 @@
 //! ```
 #![warn(missing_docs)]
 
-mod choice;
+// The modules in layers, from the bottom up: a module imports only modules of the layers
+// before its own (no module of its layer imports another).
+// 1. The errors and the reduction type that every layer shares.
+mod error;
+mod reduction;
+
+// 2. Logits and targets as rows, and the per-row plan of coefficients.
+mod plan;
+mod rows;
+
+// 3. The two implementations of the planned rows: composed ops, and the binding to the fused
+//    flex kernel of lmsoftmax-kernels.
 mod composed;
+mod fused;
+
+// 4. The configurations, and the diagnostics (which need no configuration).
 mod config;
 mod diagnostics;
-mod error;
-mod functional;
-mod fused;
+
+// 5. The module, built from a validated configuration; then the free functions over it.
 mod loss;
-mod plan;
+
+mod functional;
+
+// 6. A loss chosen by kind, as a training configuration's `[loss]` table holds it.
+mod choice;
 
 pub use choice::{CommonOptions, LossConfig, LossKind};
 pub use config::{
-    LargeMarginInSoftmaxLossConfig, LossImplementation, LossReduction,
-    SoftmaxCrossEntropyLossConfig,
+    LargeMarginInSoftmaxLossConfig, LossImplementation, SoftmaxCrossEntropyLossConfig,
 };
 pub use diagnostics::{RowDiagnostics, row_diagnostics};
 pub use error::{ConfigError, LossError};
 pub use functional::{large_margin_in_softmax_loss, softmax_cross_entropy};
 pub use loss::LargeMarginInSoftmaxLoss;
+pub use reduction::LossReduction;

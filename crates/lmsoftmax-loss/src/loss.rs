@@ -1,15 +1,52 @@
-//! The loss module: shape handling, validation, implementation choice and reduction.
-
-use std::sync::Arc;
+//! The loss module: built from a validated configuration, it chooses the implementation,
+//! plans the rows and reduces them.
 
 use burn::module::{Content, DisplaySettings, Module, ModuleDisplay};
-use burn::tensor::{DType, Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use crate::composed::{composed_rows, compute_dtype};
-use crate::config::{LargeMarginInSoftmaxLossConfig, LossImplementation, LossReduction};
+use crate::config::{
+    LargeMarginInSoftmaxLossConfig, LossImplementation, SoftmaxCrossEntropyLossConfig,
+};
 use crate::error::{ConfigError, LossError};
 use crate::fused;
-use crate::plan::RowPlan;
+use crate::plan::{PlanOptions, RowPlan};
+use crate::reduction::LossReduction;
+use crate::rows::{flatten_rows, read_targets};
+
+// `init` lives here rather than in `config.rs`, with the type it builds, so that the module
+// depends on its configuration and not the other way round.
+impl LargeMarginInSoftmaxLossConfig {
+    /// Validates the configuration and builds the loss.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the field when `reg_lambda < 0`, a hyper-parameter is not finite,
+    /// `label_smoothing` is outside `[0, 1]`, or a class weight is negative, not finite or the
+    /// weight vector is empty.
+    ///
+    /// ```
+    /// use lmsoftmax_loss::LargeMarginInSoftmaxLossConfig;
+    /// let err = LargeMarginInSoftmaxLossConfig::new()
+    ///     .with_weight(Some(vec![1.0, -2.0]))
+    ///     .init(&burn::tensor::Device::flex())
+    ///     .unwrap_err();
+    /// assert_eq!(err.to_string(), "class weight 1 must be finite and >= 0, got -2");
+    /// ```
+    pub fn init(&self, _device: &Device) -> Result<LargeMarginInSoftmaxLoss, ConfigError> {
+        self.validate()?;
+        Ok(LargeMarginInSoftmaxLoss::from_validated(self.clone()))
+    }
+}
+
+impl SoftmaxCrossEntropyLossConfig {
+    /// Validates the configuration and builds the loss (a large-margin loss with lambda 0).
+    ///
+    /// # Errors
+    /// As [`LargeMarginInSoftmaxLossConfig::init`].
+    pub fn init(&self, device: &Device) -> Result<LargeMarginInSoftmaxLoss, ConfigError> {
+        self.to_large_margin().init(device)
+    }
+}
 
 /// The large-margin in softmax cross-entropy loss (Kobayashi, BMVC 2019): softmax
 /// cross-entropy plus `lambda` times a regulariser that pushes the non-target probabilities
@@ -98,10 +135,7 @@ impl LargeMarginInSoftmaxLoss {
     /// assert!(!composed.uses_fused(&device));
     /// ```
     pub fn uses_fused(&self, device: &Device) -> bool {
-        match self.config.implementation {
-            LossImplementation::Composed => false,
-            LossImplementation::Auto | LossImplementation::Fused => fused::runs_on(device),
-        }
+        fused_on(self.config.implementation, device).unwrap_or(false)
     }
 
     /// The loss of `logits` `[N, C]` or `[N, C, d1, .., dk]` against class indices `targets`
@@ -164,26 +198,13 @@ impl LargeMarginInSoftmaxLoss {
         targets: Tensor<T, Int>,
     ) -> Result<Tensor<1>, LossError> {
         let flat = flatten_rows(logits, &targets)?;
-        let device = flat.device();
-        let use_fused = match self.config.implementation {
-            LossImplementation::Composed => false,
-            LossImplementation::Auto => fused::runs_on(&device),
-            LossImplementation::Fused => {
-                if !fused::runs_on(&device) {
-                    return Err(ConfigError::FusedUnavailable {
-                        device: format!("{device:?}"),
-                    }
-                    .into());
-                }
-                true
-            }
-        };
+        let use_fused = fused_on(self.config.implementation, &flat.device())?;
         let classes = flat.dims()[1];
         let host_targets = read_targets(targets);
-        let plan = RowPlan::new(&self.config, &host_targets, classes)?;
+        let plan = RowPlan::new(&plan_options(&self.config), &host_targets, classes)?;
         let x = compute_dtype(flat);
         let rows = if use_fused {
-            fused::fused_rows(x.clone(), Arc::new(plan))
+            fused::fused_rows(x.clone(), plan)
         } else {
             composed_rows(x.clone(), &plan)
         };
@@ -194,60 +215,32 @@ impl LargeMarginInSoftmaxLoss {
     }
 }
 
-/// Moves the class axis last and flattens to `[rows, C]`, checking the shapes and the dtype.
-pub(crate) fn flatten_rows<const D: usize, const T: usize>(
-    logits: Tensor<D>,
-    targets: &Tensor<T, Int>,
-) -> Result<Tensor<2>, LossError> {
-    let dims = logits.dims();
-    let target_dims = targets.dims();
-    if !matches!(
-        logits.dtype(),
-        DType::F16 | DType::BF16 | DType::F32 | DType::F64
-    ) {
-        return Err(LossError::UnsupportedDType(format!("{:?}", logits.dtype())));
+/// Whether `implementation` computes with the fused kernel on `device`.
+///
+/// # Errors
+/// [`ConfigError::FusedUnavailable`] when the fused kernel is forced on a device it does not
+/// run on.
+fn fused_on(implementation: LossImplementation, device: &Device) -> Result<bool, ConfigError> {
+    match implementation {
+        LossImplementation::Composed => Ok(false),
+        LossImplementation::Auto => Ok(fused::runs_on(device)),
+        LossImplementation::Fused if fused::runs_on(device) => Ok(true),
+        LossImplementation::Fused => Err(ConfigError::FusedUnavailable {
+            device: format!("{device:?}"),
+        }),
     }
-    let expected: Vec<usize> = if D >= 2 {
-        dims.iter()
-            .enumerate()
-            .filter(|(i, _)| *i != 1)
-            .map(|(_, d)| *d)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    if D < 2 || T + 1 != D || target_dims.as_slice() != expected.as_slice() {
-        return Err(LossError::ShapeMismatch {
-            logits: dims.to_vec(),
-            targets: target_dims.to_vec(),
-            expected,
-        });
-    }
-    let classes = dims[1];
-    if classes < 2 {
-        return Err(LossError::TooFewClasses(classes));
-    }
-    let rows: usize = expected.iter().product();
-    Ok(if D == 2 {
-        logits.reshape([rows, classes])
-    } else {
-        // [N, C, d1..dk] -> [N, d1..dk, C] -> [rows, C]
-        let mut axes = [0usize; D];
-        axes[0] = 0;
-        for (i, axis) in axes.iter_mut().enumerate().skip(1).take(D - 2) {
-            *axis = i + 1;
-        }
-        axes[D - 1] = 1;
-        logits.permute(axes).reshape([rows, classes])
-    })
 }
 
-/// The targets as host integers, row-major.
-pub(crate) fn read_targets<const T: usize>(targets: Tensor<T, Int>) -> Vec<i64> {
-    targets
-        .into_data()
-        .try_into_vec_as::<i64>()
-        .expect("integer targets convert to i64")
+/// The hyper-parameters of a validated configuration, as the row plan takes them.
+fn plan_options(config: &LargeMarginInSoftmaxLossConfig) -> PlanOptions<'_> {
+    PlanOptions {
+        reg_lambda: config.reg_lambda,
+        deg_logit: config.deg_logit.unwrap_or(0.0),
+        weight: config.weight.as_deref(),
+        ignore_index: config.ignore_index,
+        reduction: config.reduction,
+        label_smoothing: config.label_smoothing,
+    }
 }
 
 /// Reads the per-row losses; a non-finite one is traced back to the row of logits that caused it.
@@ -277,7 +270,7 @@ fn check_finite(rows: &Tensor<1>, logits: Tensor<2>) -> Result<(), LossError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::LargeMarginInSoftmaxLossConfig;
+    use crate::config::LargeMarginInSoftmaxLossConfig;
 
     #[test]
     fn display_lists_the_hyper_parameters() {

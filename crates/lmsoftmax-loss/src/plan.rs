@@ -6,8 +6,26 @@
 //! l_n = hard_n * (lse_n - z'_{n,y}) + smooth_n * sum_j w_j (lse_n - z'_{n,j}) + reg_n * reg(z_n)
 //! ```
 
-use crate::config::{LargeMarginInSoftmaxLossConfig, LossReduction};
 use crate::error::LossError;
+use crate::reduction::LossReduction;
+
+/// The hyper-parameters the plan folds into the per-row coefficients (the loss fills them in
+/// from a validated configuration).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PlanOptions<'a> {
+    /// `lambda`, the weight of the regulariser.
+    pub reg_lambda: f64,
+    /// `delta`, subtracted from the target logit (0 for none).
+    pub deg_logit: f64,
+    /// Class weights of the cross-entropy term (none: all ones).
+    pub weight: Option<&'a [f64]>,
+    /// Target value whose rows contribute nothing.
+    pub ignore_index: Option<i64>,
+    /// Reduction over rows.
+    pub reduction: LossReduction,
+    /// Label smoothing `eps` of the cross-entropy term.
+    pub label_smoothing: f64,
+}
 
 /// Validated targets and per-row coefficients for one batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,14 +57,14 @@ impl RowPlan {
     /// [`LossError::TooFewClasses`], [`LossError::WeightLength`] or
     /// [`LossError::TargetOutOfRange`] with the first bad row.
     pub fn new(
-        config: &LargeMarginInSoftmaxLossConfig,
+        options: &PlanOptions<'_>,
         targets: &[i64],
         num_classes: usize,
     ) -> Result<Self, LossError> {
         if num_classes < 2 {
             return Err(LossError::TooFewClasses(num_classes));
         }
-        if let Some(weight) = &config.weight
+        if let Some(weight) = options.weight
             && weight.len() != num_classes
         {
             return Err(LossError::WeightLength {
@@ -54,12 +72,12 @@ impl RowPlan {
                 num_classes,
             });
         }
-        let class_weight = |class: usize| config.weight.as_ref().map_or(1.0, |w| w[class]);
+        let class_weight = |class: usize| options.weight.map_or(1.0, |w| w[class]);
 
         let mut kept_targets = Vec::with_capacity(targets.len());
         let mut kept = Vec::with_capacity(targets.len());
         for (row, &target) in targets.iter().enumerate() {
-            if config.ignore_index == Some(target) {
+            if options.ignore_index == Some(target) {
                 kept_targets.push(0);
                 kept.push(false);
             } else if target < 0 || target as u64 >= num_classes as u64 {
@@ -77,7 +95,7 @@ impl RowPlan {
         // Normalisers of the two terms: the cross-entropy is a weighted mean over the kept rows,
         // the regulariser a plain mean over the kept rows (the official semantics). An empty
         // normaliser (every row ignored, or all kept weights 0) contributes nothing, not NaN.
-        let (ce_norm, reg_norm) = match config.reduction {
+        let (ce_norm, reg_norm) = match options.reduction {
             LossReduction::Mean => {
                 let weight_sum: f64 = kept_targets
                     .iter()
@@ -90,8 +108,8 @@ impl RowPlan {
             }
             LossReduction::Sum | LossReduction::None => (1.0, 1.0),
         };
-        let eps = config.label_smoothing;
-        let lambda = config.reg_lambda;
+        let eps = options.label_smoothing;
+        let lambda = options.reg_lambda;
         let c = num_classes as f64;
 
         let mut hard = Vec::with_capacity(targets.len());
@@ -110,16 +128,11 @@ impl RowPlan {
             hard,
             smooth,
             reg,
-            delta: config.deg_logit.unwrap_or(0.0),
-            weight: config.weight.clone(),
+            delta: options.deg_logit,
+            weight: options.weight.map(<[f64]>::to_vec),
             needs_reg: lambda > 0.0 && any_kept,
             needs_smooth: eps > 0.0 && any_kept,
         })
-    }
-
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.targets.len()
     }
 }
 
@@ -131,15 +144,25 @@ fn inverse_or_zero(x: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn config() -> LargeMarginInSoftmaxLossConfig {
-        LargeMarginInSoftmaxLossConfig::new()
+    /// The defaults of the configuration: lambda 0.3, mean reduction, nothing else.
+    fn defaults() -> PlanOptions<'static> {
+        PlanOptions {
+            reg_lambda: 0.3,
+            deg_logit: 0.0,
+            weight: None,
+            ignore_index: None,
+            reduction: LossReduction::Mean,
+            label_smoothing: 0.0,
+        }
     }
 
     #[test]
     fn mean_divides_ce_by_kept_weights_and_reg_by_kept_rows() {
-        let cfg = config()
-            .with_weight(Some(vec![1.0, 2.0, 4.0]))
-            .with_ignore_index(Some(-100));
+        let cfg = PlanOptions {
+            weight: Some(&[1.0, 2.0, 4.0]),
+            ignore_index: Some(-100),
+            ..defaults()
+        };
         let plan = RowPlan::new(&cfg, &[0, 2, -100, 1], 3).unwrap();
         // kept weights 1 + 4 + 2 = 7, kept rows 3
         assert_eq!(plan.hard, vec![1.0 / 7.0, 4.0 / 7.0, 0.0, 2.0 / 7.0]);
@@ -155,7 +178,10 @@ mod tests {
 
     #[test]
     fn all_ignored_gives_zero_coefficients() {
-        let cfg = config().with_ignore_index(Some(5));
+        let cfg = PlanOptions {
+            ignore_index: Some(5),
+            ..defaults()
+        };
         let plan = RowPlan::new(&cfg, &[5, 5], 3).unwrap();
         assert!(plan.hard.iter().chain(&plan.reg).all(|&x| x == 0.0));
         assert!(!plan.needs_reg);
@@ -163,9 +189,11 @@ mod tests {
 
     #[test]
     fn smoothing_splits_the_ce_coefficient() {
-        let cfg = config()
-            .with_label_smoothing(0.1)
-            .with_reduction(LossReduction::Sum);
+        let cfg = PlanOptions {
+            label_smoothing: 0.1,
+            reduction: LossReduction::Sum,
+            ..defaults()
+        };
         let plan = RowPlan::new(&cfg, &[1], 4).unwrap();
         assert!((plan.hard[0] - 0.9).abs() < 1e-15);
         assert!((plan.smooth[0] - 0.025).abs() < 1e-15);
@@ -173,21 +201,24 @@ mod tests {
 
     #[test]
     fn errors_name_the_row_and_value() {
-        let err = RowPlan::new(&config(), &[0, 3], 3).unwrap_err();
+        let err = RowPlan::new(&defaults(), &[0, 3], 3).unwrap_err();
         assert_eq!(
             err.to_string(),
             "target 3 at row 1 is outside [0, 3) and is not the ignore_index"
         );
-        let err = RowPlan::new(&config(), &[-1], 3).unwrap_err();
+        let err = RowPlan::new(&defaults(), &[-1], 3).unwrap_err();
         assert!(matches!(
             err,
             LossError::TargetOutOfRange { target: -1, .. }
         ));
         assert_eq!(
-            RowPlan::new(&config(), &[0], 1).unwrap_err(),
+            RowPlan::new(&defaults(), &[0], 1).unwrap_err(),
             LossError::TooFewClasses(1)
         );
-        let cfg = config().with_weight(Some(vec![1.0; 4]));
+        let cfg = PlanOptions {
+            weight: Some(&[1.0; 4]),
+            ..defaults()
+        };
         assert_eq!(
             RowPlan::new(&cfg, &[0], 3).unwrap_err().to_string(),
             "4 class weights were given for logits with 3 classes"

@@ -11,6 +11,10 @@
 //!   with [`load_resnet_pytorch`]);
 //! * [`densenet`] — torchvision `densenet169`.
 //!
+//! The networks are architectures only: their convolutions and BatchNorms run through the flex
+//! fast paths of `lmsoftmax-kernels` ([`conv`], [`batch_norm`]), and through Burn's own layers
+//! on other backends.
+//!
 //! [`build`] makes any of them by name; [`list`] reports trainable parameters and forward
 //! multiply-adds at their usual class count and input size.
 //!
@@ -40,9 +44,7 @@
 #[cfg(doc)]
 use burn::module::Module;
 
-pub mod batch_norm;
 mod common;
-pub mod conv;
 pub mod densenet;
 mod error;
 pub mod layer13;
@@ -53,9 +55,11 @@ mod torch;
 pub mod vgg;
 
 #[cfg(test)]
-mod testing;
-#[cfg(test)]
 mod tests;
+
+/// The convolution and BatchNorm fast paths of `lmsoftmax-kernels` that the networks call,
+/// under the paths they had in this crate.
+pub use lmsoftmax_kernels::flex::{batch_norm, conv};
 
 pub use common::{
     ConvBnRelu, batch_norm_forward, count_trainable_params, global_avg_pool, kaiming_normal_fan_in,
@@ -69,3 +73,19 @@ pub use torch::{
     LAYER13_TORCH_CONV_INDICES, layer13_torch_key_map, load_layer13_pytorch, load_resnet_pytorch,
     resnet_torch_key, resnet_torch_key_map,
 };
+
+/// The networks' entry points into the kernels keep Burn's own checks.
+#[cfg(test)]
+mod kernel_entry_points {
+    use burn::tensor::{Device, Tensor};
+
+    /// `batch_norm_forward` keeps the channel check of Burn's `BatchNorm::forward`, which the
+    /// fused path alone would not make.
+    #[test]
+    #[should_panic(expected = "num_features")]
+    fn a_layer_on_the_wrong_channel_count_panics_with_burns_check() {
+        let device = Device::flex().autodiff();
+        let bn = burn::nn::BatchNormConfig::new(3).init(&device);
+        let _ = crate::batch_norm_forward(&bn, Tensor::<4>::zeros([2, 4, 5, 5], &device));
+    }
+}

@@ -175,15 +175,42 @@ fn forward_panics_with_the_same_message() {
     );
 }
 
+/// ndarray is a backend the fused kernel does not run on (it is compiled into the tests for
+/// this only): forcing the kernel there is a configuration error naming the device and the
+/// remedy, and `Auto` falls back to the composed ops with flex's value.
 #[test]
 fn fused_on_an_unsupported_device_is_a_config_error() {
-    // Only flex is compiled into the tests, so the error is exercised through the device check:
-    // the message names the device and the remedy.
-    let err = ConfigError::FusedUnavailable {
-        device: "Device<Cube(Cuda(0))>".into(),
-    };
+    // Burn 0.22 deprecates ndarray in favour of flex; that is why it serves as the other device.
+    #[allow(deprecated)]
+    let other = Device::ndarray();
+    let logits = || Tensor::<2>::from_floats([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]], &other);
+    let targets = || Tensor::<1, Int>::from_ints([0, 2], &other);
+    let forced = loss(LossImplementation::Fused);
+    assert!(!forced.uses_fused(&other));
+    let err = forced.try_forward(logits(), targets()).unwrap_err();
+    assert_eq!(
+        err,
+        LossError::Config(ConfigError::FusedUnavailable {
+            device: format!("{other:?}")
+        })
+    );
+    let message = err.to_string();
     assert!(
-        err.to_string()
-            .contains("use LossImplementation::Auto or Composed")
+        message.contains("the fused implementation runs on the flex CPU backend only")
+            && message.contains(&format!("{other:?}"))
+            && message.contains("use LossImplementation::Auto or Composed"),
+        "{message}"
+    );
+
+    let auto = loss(LossImplementation::Auto);
+    assert!(!auto.uses_fused(&other));
+    let on_other: f32 = auto.forward(logits(), targets()).into_scalar();
+    let flex = Device::flex();
+    let on_flex: f32 = auto
+        .forward(logits().to_device(&flex), targets().to_device(&flex))
+        .into_scalar();
+    assert!(
+        (on_other - on_flex).abs() <= 1e-6 * on_flex.abs(),
+        "{on_other} vs {on_flex}"
     );
 }

@@ -18,9 +18,9 @@
 //! the result back). The input gradient stays Burn's (a transposed convolution, already a
 //! well-shaped product on flex).
 //!
-//! [`forward`] is what the networks call in place of [`Conv2d::forward`]: the same result, the
-//! same parameters and records; other backends, asymmetric padding and non-`f32` tensors take
-//! Burn's path unchanged.
+//! [`forward`] is what the networks of `lmsoftmax-models` call in place of [`Conv2d::forward`]:
+//! the same result, the same parameters and records; other backends, asymmetric padding and
+//! non-`f32` tensors take Burn's path unchanged.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -29,10 +29,10 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, Flex, backend_extension};
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 /// Applies `conv` to `x` (`[n, c_in, h, w]`), exactly as [`Conv2d::forward`] does, through
@@ -45,12 +45,12 @@ use rayon::prelude::*;
 /// let device = Default::default();
 /// let conv = Conv2dConfig::new([3, 8], [3, 3]).init(&device);
 /// let x = Tensor::<4>::random([2, 3, 10, 10], Distribution::Default, &device);
-/// let y = lmsoftmax_models::conv::forward(&conv, x.clone());
+/// let y = lmsoftmax_kernels::flex::conv::forward(&conv, x.clone());
 /// assert_eq!(y.dims(), [2, 8, 8, 8]);
 /// y.to_data().assert_approx_eq::<f32>(&conv.forward(x).to_data(), Default::default());
 /// ```
 pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if x.dtype() != DType::F32 || !runs_on(&x.device()) {
+    if x.dtype() != DType::F32 || !super::runs_on(&x.device()) {
         return conv.forward(x);
     }
     // Symmetric explicit padding only ("same" can be asymmetric); the rest takes Burn's path.
@@ -75,14 +75,6 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         }
         None => out,
     }
-}
-
-/// Whether `device` is the flex backend (with or without autodiff).
-pub(crate) fn runs_on(device: &Device) -> bool {
-    matches!(
-        device.as_dispatch().clone().inner(),
-        DispatchDevice::Flex(_)
-    )
 }
 
 /// The convolution (no bias) as a backend operation with its own backward.
@@ -181,7 +173,7 @@ impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
 /// let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
 /// let w = [1.0, 0.0, 0.0, 1.0];
 /// let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-/// let (y, dims) = lmsoftmax_models::conv::forward_f32(&x, [1, 1, 3, 3], &w, [1, 1, 2, 2], &options);
+/// let (y, dims) = lmsoftmax_kernels::flex::conv::forward_f32(&x, [1, 1, 3, 3], &w, [1, 1, 2, 2], &options);
 /// assert_eq!(dims, [1, 1, 2, 2]);
 /// assert_eq!(y, [1.0 + 5.0, 2.0 + 6.0, 4.0 + 8.0, 5.0 + 9.0]);
 /// ```
@@ -323,7 +315,7 @@ const TARGET_DEPTH: usize = 512;
 /// let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
 /// let dy = [1.0, 0.0, 0.0, 1.0];
 /// let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-/// let dw = lmsoftmax_models::conv::weight_grad(&x, [1, 1, 3, 3], &dy, [1, 1, 2, 2], [2, 2], &options);
+/// let dw = lmsoftmax_kernels::flex::conv::weight_grad(&x, [1, 1, 3, 3], &dy, [1, 1, 2, 2], [2, 2], &options);
 /// assert_eq!(dw, [1.0 + 5.0, 2.0 + 6.0, 4.0 + 8.0, 5.0 + 9.0]);
 /// ```
 pub fn weight_grad(
@@ -653,7 +645,7 @@ fn im2col_row(
 mod tests {
     use super::*;
     use burn::nn::conv::Conv2dConfig;
-    use burn::tensor::Distribution;
+    use burn::tensor::{Device, Distribution};
 
     /// Weight and input gradients of `sum(conv(x) * r)` through `f`.
     fn grads_of(

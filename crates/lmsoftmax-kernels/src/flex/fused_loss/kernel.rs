@@ -17,8 +17,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::LossRows;
 use super::real::{Real, dot, dot_centred, exp_shifted, max, sum, sum_centred};
-use crate::plan::RowPlan;
 
 /// What the kernel returns: per-row losses (NaN for a row whose logits are not finite) and the
 /// gradient of each row's loss, when asked for.
@@ -45,7 +45,7 @@ fn rows_per_task(classes: usize) -> usize {
 }
 
 /// Runs the kernel over `[M, C]` logits laid out row-major.
-pub(crate) fn run<F: Real>(logits: &[F], plan: &RowPlan, with_grad: bool) -> KernelOutput<F> {
+pub(crate) fn run<F: Real>(logits: &[F], plan: &LossRows, with_grad: bool) -> KernelOutput<F> {
     let classes = plan.num_classes;
     let rows = plan.rows();
     debug_assert_eq!(logits.len(), rows * classes);
@@ -63,8 +63,8 @@ pub(crate) fn run<F: Real>(logits: &[F], plan: &RowPlan, with_grad: bool) -> Ker
                 .as_ref()
                 .map_or(classes as f64, |w| w.iter().sum()),
         ),
-        needs_reg: plan.needs_reg,
-        needs_smooth: plan.needs_smooth,
+        needs_reg: plan.needs_reg(),
+        needs_smooth: plan.needs_smooth(),
     };
     let mut out = vec![F::ZERO; rows];
     // The gradient buffer is left uninitialised: every row writes all of its entries (pass 2 of
@@ -123,7 +123,7 @@ fn finish<F>(rows: Vec<F>, grad: Option<Vec<MaybeUninit<F>>>) -> KernelOutput<F>
 /// Picks the widest instruction set this CPU has for the chunk.
 fn rows_dispatch<F: Real>(
     z: &[F],
-    plan: &RowPlan,
+    plan: &LossRows,
     first: usize,
     shared: &Shared<F>,
     out: &mut [F],
@@ -141,7 +141,7 @@ fn rows_dispatch<F: Real>(
 #[target_feature(enable = "avx2,fma")]
 fn rows_avx2<F: Real>(
     z: &[F],
-    plan: &RowPlan,
+    plan: &LossRows,
     first: usize,
     shared: &Shared<F>,
     out: &mut [F],
@@ -154,7 +154,7 @@ fn rows_avx2<F: Real>(
 #[inline(always)]
 fn rows_portable<F: Real>(
     z: &[F],
-    plan: &RowPlan,
+    plan: &LossRows,
     first: usize,
     shared: &Shared<F>,
     out: &mut [F],

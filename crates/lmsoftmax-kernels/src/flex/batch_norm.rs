@@ -15,8 +15,9 @@
 //! * inference: one pass with the running statistics.
 //!
 //! Channels are summed each in one fixed order, so the results do not depend on the thread
-//! count. Other backends and non-`f32` tensors take Burn's path, unchanged. The networks reach
-//! this through [`crate::batch_norm_forward`], which also keeps PyTorch's running-variance rule.
+//! count. Other backends and non-`f32` tensors take Burn's path, unchanged. The networks of
+//! `lmsoftmax-models` reach this through their `batch_norm_forward`, which also keeps PyTorch's
+//! running-variance rule.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -42,7 +43,7 @@ const MIN_TASK: usize = 1 << 14;
 /// let x = Tensor::<4>::from_floats([[[[1.0, 3.0]], [[2.0, 2.0]]]], &device); // [1, 2, 1, 2]
 /// let gamma = Tensor::<1>::from_floats([2.0, 1.0], &device);
 /// let beta = Tensor::<1>::from_floats([0.5, 0.0], &device);
-/// let (y, mean, var) = lmsoftmax_models::batch_norm::train(x, gamma, beta, 0.0);
+/// let (y, mean, var) = lmsoftmax_kernels::flex::batch_norm::train(x, gamma, beta, 0.0);
 /// assert_eq!(mean.to_data().try_to_vec::<f32>().unwrap(), [2.0, 2.0]);
 /// assert_eq!(var.to_data().try_to_vec::<f32>().unwrap(), [1.0, 0.0]);
 /// // channel 0: (x - 2) / 1 * 2 + 0.5
@@ -89,7 +90,7 @@ pub fn train<const D: usize>(
 /// let ones = Tensor::<1>::from_floats([1.0, 1.0], &device);
 /// let mean = Tensor::<1>::from_floats([0.0, 2.0], &device);
 /// let var = Tensor::<1>::from_floats([1.0, 4.0], &device);
-/// let y = lmsoftmax_models::batch_norm::inference(x, ones.clone(), ones.zeros_like(), mean, var, 0.0);
+/// let y = lmsoftmax_kernels::flex::batch_norm::inference(x, ones.clone(), ones.zeros_like(), mean, var, 0.0);
 /// assert_eq!(y.to_data().try_to_vec::<f32>().unwrap(), [1.0, 1.0]);
 /// ```
 ///
@@ -145,7 +146,7 @@ fn assert_per_channel<const D: usize>(x: &Tensor<D>, per_channel: &[(&str, &Tens
 
 /// Whether `x` takes the fused path: `f32` on the flex backend.
 fn fused<const D: usize>(x: &Tensor<D>) -> bool {
-    x.dtype() == DType::F32 && crate::conv::runs_on(&x.device())
+    x.dtype() == DType::F32 && super::runs_on(&x.device())
 }
 
 /// BatchNorm as backend operations with their own backward.
@@ -530,15 +531,6 @@ mod tests {
             Tensor::zeros([3], &device),
             1e-5,
         );
-    }
-
-    /// The networks' entry point keeps the channel check of Burn's `BatchNorm::forward`.
-    #[test]
-    #[should_panic(expected = "num_features")]
-    fn a_layer_on_the_wrong_channel_count_panics_with_burns_check() {
-        let device = Device::flex().autodiff();
-        let bn = burn::nn::BatchNormConfig::new(3).init(&device);
-        let _ = crate::batch_norm_forward(&bn, Tensor::<4>::zeros([2, 4, 5, 5], &device));
     }
 
     #[test]
