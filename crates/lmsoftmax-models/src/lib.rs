@@ -14,6 +14,10 @@
 //! [`build`] makes any of them by name; [`list`] reports trainable parameters and forward
 //! multiply-adds at their usual class count and input size.
 //!
+//! **Initialisation** follows each network's reference exactly (the official code for `layer13`
+//! and the repo VGGs, torchvision for the others; the rules are in each module's documentation),
+//! with PyTorch's fans ([`torch_fans`]: a grouped conv's fan-out is not divided by the groups).
+//!
 //! **Parameter counts** are trainable parameters only, as PyTorch's
 //! `sum(p.numel() for p in model.parameters())`: Burn's [`Module::num_params`] also counts
 //! BatchNorm running means/variances, so [`count_trainable_params`] walks the module tree and
@@ -51,7 +55,11 @@ pub mod resnet;
 pub mod small_cnn;
 mod torch;
 pub mod vgg;
+#[cfg(test)]
+mod walk;
 
+#[cfg(test)]
+mod init_tests;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
@@ -59,7 +67,7 @@ mod tests;
 
 pub use common::{
     ConvBnRelu, batch_norm_forward, count_trainable_params, global_avg_pool, kaiming_normal_fan_in,
-    kaiming_normal_fan_out, normal, scale_channels,
+    kaiming_normal_fan_out, normal, scale_channels, torch_fans,
 };
 pub use error::ModelError;
 pub use registry::{
