@@ -17,6 +17,12 @@ pub fn scale_channels(channels: usize, width: f32) -> usize {
 
 /// Kaiming-normal initialiser with fan-out mode and ReLU gain: `N(0, 2 / (out * k * k))`
 /// (PyTorch `kaiming_normal_(mode="fan_out", nonlinearity="relu")`).
+///
+/// Burn's own [`Conv2dConfig`] hands this initialiser a fan-out of `out / groups * k * k`;
+/// PyTorch's is `out * k * k` whatever the groups (see [`torch_fans`]). The networks of this
+/// crate build their convolutions through a helper that resolves the fan with PyTorch's rule, so
+/// their grouped convolutions (ResNeXt) start as torchvision's; with a plain [`Conv2dConfig`]
+/// and `groups > 1` this initialiser is `sqrt(groups)` times wider than PyTorch's.
 pub fn kaiming_normal_fan_out() -> Initializer {
     Initializer::KaimingNormal {
         gain: 2f64.sqrt(),
@@ -38,8 +44,56 @@ pub fn normal(std: f64) -> Initializer {
     Initializer::Normal { mean: 0.0, std }
 }
 
-/// A square 2-D convolution with symmetric padding and the given initialiser; when `bias` is
-/// set, the bias starts at zero (as all the reference models do after their init loops).
+/// PyTorch's `(fan_in, fan_out)` of a weight of `shape` (`torch.nn.init._calculate_fan_in_and_fan_out`):
+/// `fan_in = shape[1] * receptive field`, `fan_out = shape[0] * receptive field`, the receptive
+/// field being the product of `shape[2..]`. For a convolution weight `[out, in / groups, kh, kw]`
+/// that is `fan_in = in / groups * kh * kw` and `fan_out = out * kh * kw`: the fan-out is *not*
+/// divided by the groups (Burn's [`Conv2dConfig`] divides it).
+///
+/// # Panics
+/// If `shape` has fewer than two dimensions (PyTorch raises there too).
+///
+/// # Example
+/// ```
+/// use lmsoftmax_models::torch_fans;
+/// // ResNeXt-50 32x4d's first 3x3 grouped convolution: 128 -> 128 channels, 32 groups.
+/// assert_eq!(torch_fans(&[128, 4, 3, 3]), (36, 1152));
+/// ```
+pub fn torch_fans(shape: &[usize]) -> (usize, usize) {
+    assert!(
+        shape.len() >= 2,
+        "fan in and fan out need a tensor of at least 2 dimensions, got {shape:?}"
+    );
+    let receptive: usize = shape[2..].iter().product();
+    (shape[1] * receptive, shape[0] * receptive)
+}
+
+/// `init` with its Kaiming fan resolved by PyTorch's rule ([`torch_fans`]) for a weight of
+/// `shape`, as an explicit normal or uniform initialiser; other initialisers are returned as they
+/// are.
+fn with_torch_fans(init: Initializer, shape: &[usize]) -> Initializer {
+    let (fan_in, fan_out) = torch_fans(shape);
+    let fan = |fan_out_only: bool| if fan_out_only { fan_out } else { fan_in } as f64;
+    match init {
+        Initializer::KaimingNormal { gain, fan_out_only } => Initializer::Normal {
+            mean: 0.0,
+            std: gain / fan(fan_out_only).sqrt(),
+        },
+        Initializer::KaimingUniform { gain, fan_out_only } => {
+            let bound = 3f64.sqrt() * gain / fan(fan_out_only).sqrt();
+            Initializer::Uniform {
+                min: -bound,
+                max: bound,
+            }
+        }
+        other => other,
+    }
+}
+
+/// A square 2-D convolution with symmetric padding and the given weight initialiser, whose
+/// Kaiming fan follows PyTorch ([`torch_fans`]: the fan-out of a grouped convolution is
+/// `out * k * k`, not Burn's `out / groups * k * k`); when `bias` is set, the bias starts at zero
+/// (as all the reference models do after their init loops).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d(
     in_ch: usize,
@@ -52,6 +106,7 @@ pub(crate) fn conv2d(
     init: Initializer,
     device: &Device,
 ) -> Conv2d {
+    let init = with_torch_fans(init, &[out_ch, in_ch / groups, kernel, kernel]);
     let mut conv = Conv2dConfig::new([in_ch, out_ch], [kernel, kernel])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(

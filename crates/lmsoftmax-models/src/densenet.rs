@@ -4,8 +4,10 @@
 //! Stem `conv7x7/2 (no bias) + BN + ReLU + max-pool 3x3/2 (pad 1)`; dense blocks whose layers
 //! are `BN ReLU conv1x1 (bn_size * growth) BN ReLU conv3x3 (growth)` concatenated onto their
 //! input; transitions `BN ReLU conv1x1 (halve channels) avg-pool 2x2`; final BN + ReLU, global
-//! average pooling, `Linear(C_feat, C)`. Init as torchvision: convs Kaiming-normal (fan-in,
-//! ReLU gain), BN gamma 1 beta 0, linear PyTorch-default weight with zero bias.
+//! average pooling, `Linear(C_feat, C)`. Init as torchvision's `DenseNet.__init__`: every conv
+//! `kaiming_normal_(w)` with PyTorch's defaults, i.e. mode **fan_in** and gain `sqrt(2)`:
+//! `N(0, 2 / (in * kh * kw))`; BN weight 1, bias 0; the classifier's bias 0 and its weight
+//! `nn.Linear`'s init `U(-1/sqrt(in), 1/sqrt(in))`.
 
 use burn::config::Config;
 use burn::module::Module;

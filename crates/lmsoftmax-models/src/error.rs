@@ -44,6 +44,14 @@ pub enum ModelError {
         /// What went wrong.
         detail: String,
     },
+    /// A network could not be written to a file.
+    #[error("cannot write `{path}`: {detail}")]
+    Save {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        detail: String,
+    },
 }
 
 /// Validates the arguments shared by every constructor.

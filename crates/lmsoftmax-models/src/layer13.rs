@@ -4,6 +4,10 @@
 //! Nine 3x3 convolutions without bias, each followed by BatchNorm (eps 1e-5, momentum 0.1) and
 //! ReLU; 2x2 max-pooling after convolutions 3 and 6; convolution 7 has padding 0; global average
 //! pooling; a linear classifier `128 -> C`. 4,432,522 trainable parameters at C = 10.
+//!
+//! Init as the official `_initialize_weights` (and `bench/ref_layer13.py`): convs
+//! `kaiming_normal_(mode="fan_out", nonlinearity="relu")`, i.e. `N(0, 2 / (out * 9))`; BN weight
+//! 1, bias 0; the classifier `normal_(0, 0.01)` with bias 0 (not `nn.Linear`'s default).
 
 use burn::config::Config;
 use burn::module::Module;

@@ -18,6 +18,15 @@
 //! [`build`] makes any of them by name; [`list`] reports trainable parameters and forward
 //! multiply-adds at their usual class count and input size.
 //!
+//! **Initialisation** follows each network's reference exactly (the official code for `layer13`
+//! and the repo VGGs, torchvision for the others; the rules are in each module's documentation),
+//! with PyTorch's fans ([`torch_fans`]: a grouped conv's fan-out is not divided by the groups).
+//!
+//! **PyTorch weights in and out**: [`export_safetensors`] writes a network as its reference's
+//! `state_dict` (keys, shapes and dtypes of [`torch_state_keys`], `num_batches_tracked`
+//! included) in safetensors format, which `model.load_state_dict(..., strict=True)` accepts;
+//! [`load_torch_state`] reads such a file or a `torch.save`d `state_dict` back, strictly.
+//!
 //! **Parameter counts** are trainable parameters only, as PyTorch's
 //! `sum(p.numel() for p in model.parameters())`: Burn's [`Module::num_params`] also counts
 //! BatchNorm running means/variances, so [`count_trainable_params`] walks the module tree and
@@ -47,13 +56,20 @@ use burn::module::Module;
 mod common;
 pub mod densenet;
 mod error;
+mod export;
 pub mod layer13;
 mod registry;
 pub mod resnet;
 pub mod small_cnn;
 mod torch;
+mod torch_keys;
 pub mod vgg;
+mod walk;
 
+#[cfg(test)]
+mod init_tests;
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -63,9 +79,12 @@ pub use lmsoftmax_kernels::flex::{batch_norm, conv};
 
 pub use common::{
     ConvBnRelu, batch_norm_forward, count_trainable_params, global_avg_pool, kaiming_normal_fan_in,
-    kaiming_normal_fan_out, normal, scale_channels,
+    kaiming_normal_fan_out, normal, scale_channels, torch_fans,
 };
 pub use error::ModelError;
+pub use export::{
+    ExportOptions, ExportSummary, export_safetensors, export_safetensors_with, load_torch_state,
+};
 pub use registry::{
     ARCHITECTURES, CIFAR_INPUT, IMAGENET_INPUT, ModelInfo, Network, build, list, model_info,
 };
@@ -73,6 +92,7 @@ pub use torch::{
     LAYER13_TORCH_CONV_INDICES, layer13_torch_key_map, load_layer13_pytorch, load_resnet_pytorch,
     resnet_torch_key, resnet_torch_key_map,
 };
+pub use torch_keys::{TorchDtype, TorchTensor, torch_state_keys};
 
 /// The networks' entry points into the kernels keep Burn's own checks.
 #[cfg(test)]

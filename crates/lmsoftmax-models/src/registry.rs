@@ -50,8 +50,9 @@ pub const CIFAR_INPUT: [usize; 3] = [3, 32, 32];
 /// ImageNet input `[c, h, w]`.
 pub const IMAGENET_INPUT: [usize; 3] = [3, 224, 224];
 
+/// A parsed architecture name.
 #[derive(Debug, Clone, Copy)]
-enum Arch {
+pub(crate) enum Arch {
     Layer13,
     SmallCnn {
         batch_norm: bool,
@@ -69,7 +70,8 @@ enum Arch {
     DenseNet169,
 }
 
-fn parse(name: &str) -> Option<Arch> {
+/// Parses an architecture name of [`ARCHITECTURES`].
+pub(crate) fn parse(name: &str) -> Option<Arch> {
     match name {
         "layer13" => return Some(Arch::Layer13),
         "small_cnn" => return Some(Arch::SmallCnn { batch_norm: true }),
@@ -111,7 +113,8 @@ fn parse(name: &str) -> Option<Arch> {
     })
 }
 
-fn unknown(name: &str) -> ModelError {
+/// The error for an unknown architecture name.
+pub(crate) fn unknown(name: &str) -> ModelError {
     ModelError::UnknownArch {
         name: name.to_string(),
         known: ARCHITECTURES.join(", "),

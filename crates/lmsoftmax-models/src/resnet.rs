@@ -4,8 +4,12 @@
 //! Stem `conv7x7/2 (no bias) + BN + ReLU + max-pool 3x3/2 (pad 1)`; four stages of
 //! bottlenecks (`1x1 -> 3x3 (groups) -> 1x1 (x4)`, BN eps 1e-5 after each, projection shortcut
 //! `1x1 conv + BN` when the shape changes); global average pooling; `Linear(2048, C)`.
-//! Init as torchvision: convs Kaiming-normal (fan-out, ReLU), BN gamma 1 beta 0, the linear
-//! layer PyTorch's default.
+//! Init as torchvision's `ResNet.__init__` (`zero_init_residual=False`): every conv
+//! `kaiming_normal_(mode="fan_out", nonlinearity="relu")`, i.e. `N(0, 2 / (out * kh * kw))` with
+//! PyTorch's fan-out, which is **not** divided by the groups (a ResNeXt 32-group 3x3 conv
+//! `[out, out / 32, 3, 3]` has std `sqrt(2 / (9 out))`; Burn's own grouped init would be
+//! `sqrt(32)` times wider, see [`crate::torch_fans`]); BN weight 1, bias 0; the `fc` layer keeps
+//! `nn.Linear`'s init, weight and bias `U(-1/sqrt(in), 1/sqrt(in))`.
 
 use burn::config::Config;
 use burn::module::Module;

@@ -3,7 +3,10 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::store::{ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, PytorchStore};
+use burn::store::{
+    ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore,
+    SafetensorsStore,
+};
 
 use crate::error::ModelError;
 use crate::layer13::Layer13;
@@ -34,8 +37,11 @@ pub fn layer13_torch_key_map() -> Vec<(String, String)> {
     map
 }
 
-/// Loads a PyTorch `state_dict` (`torch.save(model.state_dict(), path)`) of the reference
-/// `layer13` (or a width-reduced copy with the same structure) into `net`.
+/// Loads a PyTorch `state_dict` of the reference `layer13` (or a width-reduced copy with the
+/// same structure) into `net`: a `torch.save(model.state_dict(), path)` file, or a safetensors
+/// file when `path` ends in `.safetensors` (e.g. from [`crate::export_safetensors`]).
+///
+/// Not strict about extra keys; [`crate::load_torch_state`] is.
 ///
 /// # Errors
 /// [`ModelError::Load`] if the file cannot be read, a tensor is missing or has the wrong shape.
@@ -51,11 +57,19 @@ pub fn load_layer13_pytorch(net: Layer13, path: impl AsRef<Path>) -> Result<Laye
             .add_pattern(from, to)
             .map_err(|e| err(e.to_string()))?;
     }
-    let mut store = PytorchStore::from_file(path)
-        .map_indices_contiguous(false)
-        .remap(remapper);
     let mut net = net;
-    let result = net.load_from(&mut store).map_err(|e| err(e.to_string()))?;
+    let result = if is_safetensors(path) {
+        let mut store = SafetensorsStore::from_file(path)
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .map_indices_contiguous(false)
+            .remap(remapper);
+        net.load_from(&mut store).map_err(|e| err(e.to_string()))?
+    } else {
+        let mut store = PytorchStore::from_file(path)
+            .map_indices_contiguous(false)
+            .remap(remapper);
+        net.load_from(&mut store).map_err(|e| err(e.to_string()))?
+    };
     if !result.errors.is_empty() {
         return Err(err(format!("{result}")));
     }
@@ -100,7 +114,8 @@ pub fn resnet_torch_key(burn_path: &str) -> String {
 
 /// Loads a torchvision ResNet / ResNeXt `state_dict`
 /// (`torch.save(torchvision.models.resnet50().state_dict(), path)`, or `resnext50_32x4d`, or a
-/// width-reduced copy with the same structure) into `net`, strictly: like PyTorch's
+/// width-reduced copy with the same structure; a safetensors file when `path` ends in
+/// `.safetensors`, e.g. from [`crate::export_safetensors`]) into `net`, strictly: like PyTorch's
 /// `load_state_dict(strict=True)`, every tensor of `net` must be in the file with the same
 /// shape, and every key of the file except `*.num_batches_tracked` must be used.
 ///
@@ -117,6 +132,12 @@ pub fn load_resnet_pytorch(net: ResNet, path: impl AsRef<Path>) -> Result<ResNet
         &resnet_torch_key_map(),
         resnet_torch_key,
     )
+}
+
+/// Whether `path` names a safetensors file (by its extension).
+pub(crate) fn is_safetensors(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
 }
 
 /// At most this many keys are named per category in a load error.
@@ -137,7 +158,10 @@ fn list_keys(keys: &[String]) -> String {
 
 /// Describes what went wrong in `result` with PyTorch key names, or `None` when every tensor
 /// of the module was loaded and every key of the file (but `num_batches_tracked`) was used.
-fn strict_problems(result: &ApplyResult, to_torch: fn(&str) -> String) -> Option<String> {
+pub(crate) fn strict_problems(
+    result: &ApplyResult,
+    to_torch: &dyn Fn(&str) -> String,
+) -> Option<String> {
     let mut problems = Vec::new();
     let mut missing: Vec<String> = result.missing.iter().map(|(p, _)| to_torch(p)).collect();
     missing.sort();
@@ -212,13 +236,23 @@ pub(crate) fn load_pytorch_strict<M: Module>(
         detail,
     };
     let remapper = KeyRemapper::from_patterns(key_map.to_vec()).map_err(|e| err(e.to_string()))?;
-    let mut store = PytorchStore::from_file(path)
-        .map_indices_contiguous(false)
-        .remap(remapper)
-        .validate(false)
-        .allow_partial(true);
-    let result = net.load_from(&mut store).map_err(|e| err(e.to_string()))?;
-    match strict_problems(&result, to_torch) {
+    let result = if is_safetensors(path) {
+        let mut store = SafetensorsStore::from_file(path)
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .map_indices_contiguous(false)
+            .remap(remapper)
+            .validate(false)
+            .allow_partial(true);
+        net.load_from(&mut store).map_err(|e| err(e.to_string()))?
+    } else {
+        let mut store = PytorchStore::from_file(path)
+            .map_indices_contiguous(false)
+            .remap(remapper)
+            .validate(false)
+            .allow_partial(true);
+        net.load_from(&mut store).map_err(|e| err(e.to_string()))?
+    };
+    match strict_problems(&result, &to_torch) {
         Some(detail) => Err(err(detail)),
         None => Ok(net),
     }

@@ -2,14 +2,17 @@
 //! (PROTOCOL sections 4.2-4.3) and torchvision's `vgg16` / `vgg16_bn` (and the other depths).
 //!
 //! * **Repo style** (`models/vgg.py`): conv3x3 with bias, BN eps 1e-4 in `_bn` variants, no
-//!   dropout, every conv/linear weight `N(0, 0.01^2)` with zero bias.
+//!   dropout; init as the repo's `_initialize_weights`: every conv and linear weight
+//!   `N(0, 0.01^2)` (no Kaiming), biases 0, BN (2-D and 1-D) weight 1, bias 0.
 //!   * `orig` head: adaptive average pool to 7x7, `Linear(512*49, 4096) [BN1d] ReLU
 //!     Linear(4096, 4096) [BN1d] ReLU Linear(4096, C)`.
 //!   * `bow` head: the last max-pool of the features is replaced by a 1x1 conv `512 -> 4096`
 //!     (bias) [+ BN] + ReLU; global average pooling; `Linear(4096, 4096) [BN1d] ReLU
 //!     Linear(4096, C)`.
 //! * **Torchvision style**: the `orig` head with dropout 0.5 after both hidden ReLUs, BN eps
-//!   1e-5, convs Kaiming-normal (fan-out, ReLU) with zero bias, linears `N(0, 0.01^2)`.
+//!   1e-5; init as torchvision's `VGG.__init__`: convs `kaiming_normal_(mode="fan_out",
+//!   nonlinearity="relu")` (`N(0, 2 / (out * 9))`) with bias 0, BN weight 1, bias 0, linears
+//!   `N(0, 0.01^2)` with bias 0.
 
 use burn::config::Config;
 use burn::module::Module;
