@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::{
     LargeMarginInSoftmaxLossConfig, LossImplementation, SoftmaxCrossEntropyLossConfig,
 };
-use crate::reduction::LossReduction;
 use crate::error::ConfigError;
 use crate::loss::LargeMarginInSoftmaxLoss;
+use crate::reduction::LossReduction;
 
 /// The kinds of loss, by the names used in configuration files and on the command line.
 ///

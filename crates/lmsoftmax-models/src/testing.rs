@@ -1,6 +1,5 @@
 //! Helpers shared by the unit tests.
 
-
 /// Moves every BatchNorm parameter and running statistic and every bias off its initial
 /// constant (random draws on the tensor's device), so that a swapped, transposed or dropped
 /// tensor changes a network's output.

@@ -34,11 +34,34 @@ pub enum Command {
     Eval(EvalArgs),
     /// The shipped training configurations.
     Configs,
+    /// Write a checkpoint's network under the PyTorch/torchvision key names (a `state_dict` that
+    /// `load_state_dict(strict=True)` takes).
+    Export(ExportArgs),
     /// Softmax vs the large-margin loss, a few seeds each, on synthetic data (or --data CIFAR-10).
     Demo(DemoArgs),
     /// The paper's table (final and best top-1 error, mean ± std over seeds) and figures from
     /// training folders.
     Report(ReportArgs),
+}
+
+/// `lmsoftmax export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A checkpoint written by `lmsoftmax train`.
+    pub checkpoint: PathBuf,
+    /// Output format (safetensors: float32 weights and BatchNorm statistics, int64
+    /// num_batches_tracked).
+    #[arg(long, default_value = "safetensors", value_parser = ["safetensors"])]
+    pub format: String,
+    /// Output file [default: the checkpoint's path with the extension .safetensors].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Classes of the network, for checkpoints of earlier versions that do not record them.
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// Input channels of the network, for checkpoints of earlier versions (default 3).
+    #[arg(long)]
+    pub channels: Option<usize>,
 }
 
 /// `lmsoftmax report`.

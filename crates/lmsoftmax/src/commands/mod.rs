@@ -2,6 +2,7 @@
 //! calls.
 
 pub mod bench;
+pub mod export;
 pub mod info;
 pub mod train;
 
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dataset(DatasetCommand::Info(args)) => info::dataset(&args),
         Command::Models(args) => info::models(&args),
         Command::Configs => info::configs(),
+        Command::Export(args) => export::export(&args),
         Command::Train(args) => train::train_cmd(&args),
         Command::Demo(args) => train::demo_cmd(&args),
         Command::Eval(args) => train::eval_cmd(&args),

@@ -30,8 +30,21 @@ pub struct RunState {
     pub seed: u64,
     /// The configuration.
     pub config: TrainConfig,
+    /// The network's input channels and classes (what `export` and `eval` need to rebuild it;
+    /// absent in checkpoints of earlier versions).
+    #[serde(default)]
+    pub shape: Option<NetworkShape>,
     /// The finished epochs' metrics.
     pub rows: Vec<EpochRow>,
+}
+
+/// What a network is built for besides its name and width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkShape {
+    /// Input channels.
+    pub channels: usize,
+    /// Classes.
+    pub classes: usize,
 }
 
 /// Network, optimizer and run state.
@@ -69,6 +82,10 @@ pub fn fresh(opts: &TrainOptions, data: &Dataset, device: &Device) -> Result<Pie
         width: opts.width,
         seed: opts.seed,
         config: opts.config.clone(),
+        shape: Some(NetworkShape {
+            channels: c,
+            classes,
+        }),
         rows: Vec::new(),
     };
     Ok(Pieces {
@@ -97,7 +114,8 @@ pub fn read_state(parts: &CheckpointParts, path: &Path) -> Result<RunState> {
 /// A corrupt checkpoint, or one of another run (the differing options are named).
 pub fn restore(path: &Path, opts: &TrainOptions, pieces: Pieces) -> Result<Pieces> {
     let parts = checkpoint::read(path)?;
-    let saved = read_state(&parts, path)?;
+    let mut saved = read_state(&parts, path)?;
+    saved.shape = saved.shape.or(pieces.state.shape);
     if saved.arch != opts.arch
         || saved.config != opts.config
         || saved.seed != opts.seed

@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+mod export;
 mod parallel;
 mod report;
 mod resume;
