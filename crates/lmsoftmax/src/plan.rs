@@ -154,6 +154,40 @@ pub fn figure_name(pdf_filename: &str) -> String {
     }
 }
 
+/// Checks an output file name given on the command line (`--pdf-filename`): a plain file name
+/// inside the run folder, not empty, not a path, and not one of the run's own files.
+///
+/// ```
+/// use lmsoftmax::plan::check_output_name;
+/// assert!(check_output_name("--pdf-filename", "curves.png").is_ok());
+/// assert!(check_output_name("--pdf-filename", "../x.png").is_err());
+/// assert!(check_output_name("--pdf-filename", "run.json").is_err());
+/// ```
+///
+/// # Errors
+/// The name and what is wrong with it.
+pub fn check_output_name(flag: &str, name: &str) -> Result<()> {
+    let plain = std::path::Path::new(name)
+        .file_name()
+        .is_some_and(|f| f == std::ffi::OsStr::new(name));
+    if name.trim().is_empty() {
+        bail!("{flag} is empty: give a file name such as train_epochs.pdf");
+    }
+    if !plain || name == "." || name == ".." || name.contains('\\') {
+        bail!(
+            "{flag} {name:?} is not a plain file name: the figure is written inside --out-dir, so \
+             give a name without folders"
+        );
+    }
+    if crate::run_folder::RunFolder::is_run_file(name) || name.starts_with('.') {
+        bail!(
+            "{flag} {name:?} would replace one of the run's own files (run.json, config.toml, \
+             metrics.csv/jsonl, test-margins.txt, summary.txt, checkpoints): choose another name"
+        );
+    }
+    Ok(())
+}
+
 /// Resolves `lmsoftmax train`'s flags into a run.
 ///
 /// # Errors
@@ -188,6 +222,8 @@ pub fn resolve_train(a: &TrainArgs) -> Result<TrainPlan> {
     if !(a.width > 0.0 && a.width.is_finite()) {
         bail!("--width must be a positive number, got {}", a.width);
     }
+    let figure = figure_name(&a.pdf_filename);
+    check_output_name("--pdf-filename", &figure)?;
     let (out_dir, resume_from) = resolve_resume(a)?;
     let mut o = TrainOptions::new(&dataset, &arch, config, out_dir);
     o.width = a.width;
@@ -201,7 +237,7 @@ pub fn resolve_train(a: &TrainArgs) -> Result<TrainPlan> {
     o.start_epoch = a.start_epoch;
     o.print_freq = a.print_freq;
     o.keep_epoch_checkpoints = !a.save_last_checkpoint;
-    o.curves_file = Some(figure_name(&a.pdf_filename));
+    o.curves_file = Some(figure);
     o.resume_from = resume_from;
     Ok(TrainPlan {
         data,
@@ -348,6 +384,29 @@ mod tests {
         let o = plan(&["--resume"]).unwrap();
         assert!(o.options.resume && o.options.resume_from.is_none());
         assert!(err(&["--resume", "/nonexistent/x.ckpt"]).contains("no checkpoint found"));
+    }
+
+    #[test]
+    fn output_names_are_plain_names_that_replace_no_run_file() {
+        for bad in ["", "  ", "/tmp/x.png", "../x.png", "sub/x.png", "..", "."] {
+            let e = err(&["--pdf-filename", bad]);
+            assert!(e.contains("--pdf-filename"), "{bad:?}: {e}");
+        }
+        // x.pdf is written as x.png: metrics.pdf is fine, run.json or a checkpoint name is not
+        for bad in [
+            "run.json",
+            "metrics.csv",
+            "checkpoint-last.ckpt",
+            "summary.txt",
+            ".lock",
+        ] {
+            let e = err(&["--pdf-filename", bad]);
+            assert!(
+                e.contains("would replace") || e.contains("choose another"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(plan(&["--pdf-filename", "metrics.pdf"]).is_ok());
     }
 
     #[test]

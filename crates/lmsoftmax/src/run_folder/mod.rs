@@ -188,6 +188,70 @@ impl RunFolder {
     }
 }
 
+/// The lock file of a run folder (an OS file lock, released by the OS on any exit, also
+/// SIGKILL; the file itself stays and holds the last holder's pid).
+pub const LOCK_FILE: &str = ".lmsoftmax.lock";
+
+/// An exclusive hold on a run folder: one training process at a time writes into it.
+#[derive(Debug)]
+pub struct FolderLock {
+    _file: std::fs::File,
+}
+
+impl RunFolder {
+    /// Takes the folder's lock (creating the folder), or says which process holds it.
+    ///
+    /// # Errors
+    /// Another process holds the lock (its pid is named), or the lock file cannot be opened.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let run = lmsoftmax::run_folder::RunFolder::new(dir.path().join("run"));
+    /// let held = run.lock()?;
+    /// drop(held); // released: it can be taken again
+    /// let _again = run.lock()?;
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn lock(&self) -> Result<FolderLock> {
+        use std::io::{Read, Seek, Write};
+        self.create()?;
+        let path = self.file(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                anyhow::bail!(
+                    "{} is in use by another lmsoftmax process{}: wait for it to end, or train \
+                     into another --out-dir (`report` and `eval` may read the folder meanwhile)",
+                    self.dir.display(),
+                    if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {holder})")
+                    }
+                )
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        write!(file, "{}", std::process::id())?;
+        file.flush()?;
+        Ok(FolderLock { _file: file })
+    }
+}
+
 /// The official ` *BEST* Err@1 x.xxx Err@5 x.xxx` line of `rows` ([`stats::official_best_row`]).
 ///
 /// ```

@@ -26,6 +26,45 @@ pub enum LrSchedule {
     },
 }
 
+impl LrSchedule {
+    /// Checks the rates and steps: every rate finite and > 0, `gamma` finite and > 0, `every`
+    /// at least 1.
+    ///
+    /// # Errors
+    /// The first value out of range, named.
+    pub fn validate(&self) -> Result<()> {
+        let rate = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "{name} must be a finite learning rate > 0, got {v}"
+                ))
+            }
+        };
+        match self {
+            Self::LogSpaced { start, end } => {
+                rate("start", *start)?;
+                rate("end", *end)
+            }
+            Self::Step {
+                start,
+                gamma,
+                every,
+            } => {
+                rate("start", *start)?;
+                if !(gamma.is_finite() && *gamma > 0.0) {
+                    bail!("gamma must be a finite factor > 0, got {gamma}");
+                }
+                if *every == 0 {
+                    bail!("every must be >= 1 (epochs between steps), got 0");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// A training configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +131,7 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.momentum) {
             bail!("momentum must lie in [0, 1), got {}", self.momentum);
         }
+        self.lr.validate().context("in the [lr] table")?;
         self.loss.validate().context("in the [loss] table")?;
         Ok(())
     }
@@ -223,9 +263,37 @@ mod tests {
                 "kind = \"largemargin\"",
                 "largemargin",
             ),
+            (
+                "start = 0.1",
+                "start = -0.1",
+                "start must be a finite learning rate > 0",
+            ),
+            (
+                "end = 1e-4",
+                "end = 0.0",
+                "end must be a finite learning rate > 0",
+            ),
+            ("start = 0.1", "start = nan", "start must be"),
         ] {
             let err = format!("{:#}", TrainConfig::from_toml(&with(from, to)).unwrap_err());
             assert!(err.contains(named), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn step_schedules_are_range_checked() {
+        let text = BUILTIN[3].1;
+        for (from, to, named) in [
+            ("gamma = 0.1", "gamma = 0.0", "gamma must be"),
+            ("every = 30", "every = 0", "every must be >= 1"),
+            ("start = 0.1", "start = -1.0", "start must be"),
+        ] {
+            assert!(text.contains(from), "{from}");
+            let err = format!(
+                "{:#}",
+                TrainConfig::from_toml(&text.replace(from, to)).unwrap_err()
+            );
+            assert!(err.contains(named) && err.contains("[lr]"), "{to}: {err}");
         }
     }
 

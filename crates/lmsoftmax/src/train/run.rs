@@ -8,11 +8,12 @@ use burn::module::Module;
 use burn::tensor::Device;
 use lmsoftmax_data::{Dataset, LoaderConfig};
 
+use super::checkpoint;
 use super::epoch::{EpochPlan, EpochTraining, train_epoch};
 use super::evaluate::{EvalStats, evaluate_margins};
 use super::options::TrainOptions;
 use super::parallel::DataParallel;
-use super::state::{Pieces, fresh, restore, save};
+use super::state::{Pieces, fresh, read_state, restore, save};
 use crate::error::as_input;
 use crate::run_folder::meta::RunMeta;
 use crate::run_folder::metrics::EpochRow;
@@ -39,6 +40,26 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Refuses empty splits before any training: an empty training split has nothing to learn
+/// from, an empty test split would report 0 % error.
+///
+/// # Errors
+/// The split that is empty.
+pub fn check_splits(data: &Dataset) -> Result<()> {
+    if data.train.is_empty() {
+        bail!(
+            "the training split is empty: nothing to train on (check --data and the dataset's files)"
+        );
+    }
+    if data.test.is_empty() {
+        bail!(
+            "the test split is empty: the errors of every epoch would read 0 % (check --data and \
+             the dataset's files)"
+        );
+    }
+    Ok(())
+}
+
 /// Refuses a folder that holds another run (unless resuming or overwriting), clears it for
 /// `--overwrite`, creates it.
 fn prepare_folder(opts: &TrainOptions, folder: &RunFolder) -> Result<()> {
@@ -62,11 +83,11 @@ fn start_or_resume(
     device: &Device,
 ) -> Result<Pieces> {
     let pieces = fresh(opts, data, device)?;
-    let last = folder.last_checkpoint();
-    let path = opts
-        .resume_from
-        .clone()
-        .or_else(|| (opts.resume && last.exists()).then(|| last.clone()));
+    let path = match &opts.resume_from {
+        Some(file) => Some(file.clone()),
+        None if opts.resume => newest_intact_checkpoint(folder)?,
+        None => None,
+    };
     match path {
         Some(path) => restore(&path, opts, pieces),
         None if opts.resume => {
@@ -83,6 +104,68 @@ fn start_or_resume(
             Ok(pieces)
         }
         None => Ok(pieces),
+    }
+}
+
+/// The checkpoint of the folder that covers the most epochs and reads back intact (MD5 and run
+/// state), preferring `checkpoint-last.ckpt` on a tie; a run killed while writing a checkpoint,
+/// or stopped by a full disk, resumes from there and says which. `None` when the folder holds no
+/// checkpoint at all.
+///
+/// # Errors
+/// Checkpoints exist but none is intact (each one's problem is named).
+pub fn newest_intact_checkpoint(folder: &RunFolder) -> Result<Option<std::path::PathBuf>> {
+    let mut candidates = vec![folder.last_checkpoint()];
+    if let Ok(entries) = std::fs::read_dir(folder.dir()) {
+        let mut epochs: Vec<std::path::PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("checkpoint-epoch") && n.ends_with(".ckpt"))
+            })
+            .collect();
+        epochs.sort();
+        candidates.extend(epochs);
+    }
+    candidates.push(folder.best_checkpoint());
+    let mut best: Option<(usize, std::path::PathBuf)> = None;
+    let mut problems = Vec::new();
+    for path in candidates.into_iter().filter(|p| p.is_file()) {
+        let read = checkpoint::read(&path).and_then(|parts| read_state(&parts, &path));
+        match read {
+            Ok(state) => {
+                let done = state.rows.len();
+                if best.as_ref().is_none_or(|(d, _)| done > *d) {
+                    best = Some((done, path));
+                }
+            }
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+    }
+    let last = folder.last_checkpoint();
+    match best {
+        Some((done, path)) => {
+            if path != last {
+                eprintln!(
+                    "=> {} is {}; resuming from {}, the newest intact checkpoint ({done} epochs done)",
+                    last.display(),
+                    if last.exists() {
+                        "not intact"
+                    } else {
+                        "missing"
+                    },
+                    path.display()
+                );
+            }
+            Ok(Some(path))
+        }
+        None if problems.is_empty() => Ok(None),
+        None => bail!(
+            "--resume: no checkpoint in {} is intact: {}",
+            folder.dir().display(),
+            problems.join("; ")
+        ),
     }
 }
 
@@ -161,6 +244,10 @@ fn record_epoch(
 /// named as such; files already written stay intact).
 pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
     let folder = RunFolder::new(&opts.out_dir);
+    check_splits(data).map_err(as_input)?;
+    // one process at a time in a run folder; the lock is released when `_lock` is dropped, or
+    // by the OS on any exit
+    let _lock = folder.lock().map_err(as_input)?;
     // what the folder and the checkpoint hold is the user's input: its errors exit 2
     prepare_folder(opts, &folder).map_err(as_input)?;
     let plain = opts.main_device();

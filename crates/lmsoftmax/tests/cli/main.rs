@@ -390,20 +390,54 @@ fn corrupt_checkpoint_and_bad_options_are_clear_errors() {
             .output()
             .unwrap(),
     );
-    let ckpt = out.join("checkpoint-last.ckpt");
-    let bytes = std::fs::read(&ckpt).unwrap();
-    std::fs::write(&ckpt, &bytes[..bytes.len() / 2]).unwrap();
+    // every checkpoint corrupt: --resume refuses, naming the problem of each
+    let truncate = |name: &str| {
+        let ckpt = out.join(name);
+        let bytes = std::fs::read(&ckpt).unwrap();
+        std::fs::write(&ckpt, &bytes[..bytes.len() / 2]).unwrap();
+    };
+    let saved = std::fs::read(out.join("checkpoint-epoch1.ckpt")).unwrap();
+    for name in [
+        "checkpoint-last.ckpt",
+        "checkpoint-best.ckpt",
+        "checkpoint-epoch1.ckpt",
+    ] {
+        truncate(name);
+    }
     let res = lmsoftmax()
         .args(tiny_train(&out))
         .arg("--resume")
         .output()
         .unwrap();
     assert_eq!(res.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(
-        String::from_utf8_lossy(&res.stderr).contains("corrupt or truncated"),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
+        stderr.contains("corrupt or truncated") && stderr.contains("is intact"),
+        "{stderr}"
     );
+    // an explicitly named corrupt checkpoint is refused too, never replaced by another
+    let res = lmsoftmax()
+        .args(tiny_train(&out))
+        .arg("--resume")
+        .arg(out.join("checkpoint-best.ckpt"))
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    // with one intact epoch checkpoint left, the run resumes from it and says so
+    std::fs::write(out.join("checkpoint-epoch1.ckpt"), saved).unwrap();
+    let res = lmsoftmax()
+        .args(tiny_train(&out))
+        .arg("--resume")
+        .output()
+        .unwrap();
+    assert_ok(&res);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains("resuming from") && stderr.contains("checkpoint-epoch1.ckpt"),
+        "{stderr}"
+    );
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "header and both epochs: {csv}");
 
     let res = lmsoftmax()
         .args(tiny_train(&dir.path().join("x")))
@@ -526,4 +560,104 @@ fn a_diverging_run_stops_with_the_epoch_and_batch() {
     );
     // no checkpoint exists yet, and the message does not pretend one does
     assert!(stderr.contains("no checkpoint was written yet"), "{stderr}");
+}
+
+#[test]
+fn bad_output_names_and_empty_splits_fail_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["../escape.png", "/tmp/x.png", "", "run.json", "metrics.csv"] {
+        let out = dir.path().join("run");
+        let res = lmsoftmax()
+            .args(tiny_train(&out))
+            .args(["--pdf-filename", name])
+            .output()
+            .unwrap();
+        assert_eq!(res.status.code(), Some(2), "{name:?}");
+        let stderr = String::from_utf8_lossy(&res.stderr);
+        assert!(stderr.contains("--pdf-filename"), "{name:?}: {stderr}");
+        assert!(
+            !out.exists(),
+            "{name:?}: a run folder was made before the check"
+        );
+    }
+    let out = dir.path().join("empty-test");
+    let res = lmsoftmax()
+        .args(["train", "--dataset", "synthetic", "--synthetic-train", "64"])
+        .args(["--synthetic-test", "0", "--arch", "small_cnn", "--quiet"])
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&res.stderr).contains("the test split is empty"),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    // a negative learning rate in a config file is refused with the key
+    let config = dir.path().join("neg.toml");
+    std::fs::write(
+        &config,
+        "name = \"neg\"\nepochs = 2\nbatch_size = 64\nmomentum = 0.9\nweight_decay = 1e-4\n[loss]\nkind = \"softmax\"\n[lr]\nkind = \"step\"\nstart = -0.1\ngamma = 1.0\nevery = 1\n",
+    )
+    .unwrap();
+    let res = lmsoftmax()
+        .args(TINY_RUN)
+        .arg("--config")
+        .arg(&config)
+        .arg("--out-dir")
+        .arg(dir.path().join("neg"))
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains("start must be a finite learning rate > 0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_second_run_into_a_folder_in_use_is_refused_with_the_holders_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // the first run writes its checkpoints slowly, so it is still running
+    let mut first = lmsoftmax()
+        .args(tiny_train(&out))
+        .env("LMSOFTMAX_TEST_SLOW_WRITE_MS", "200")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = out.join(".lmsoftmax.lock");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&lock).map_or(true, |s| s.trim().is_empty()) {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the first run never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for extra in ["--overwrite", "--resume"] {
+        let res = lmsoftmax()
+            .args(tiny_train(&out))
+            .arg(extra)
+            .output()
+            .unwrap();
+        assert_eq!(res.status.code(), Some(2), "{extra}");
+        let stderr = String::from_utf8_lossy(&res.stderr);
+        assert!(
+            stderr.contains("in use by another lmsoftmax process")
+                && stderr.contains(&format!("pid {}", first.id())),
+            "{extra}: {stderr}"
+        );
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // killed: the OS released the lock, and the run can be resumed or replaced
+    let res = lmsoftmax()
+        .args(tiny_train(&out))
+        .arg("--overwrite")
+        .output()
+        .unwrap();
+    assert_ok(&res);
 }
