@@ -1,7 +1,8 @@
 //! Exit status of the command: 0 on success, **2** for a usage or input error (a bad flag or
 //! config value, a dataset or checkpoint that cannot be used, a folder that holds another run),
 //! **1** for a failure while running (a diverging run, a full disk, a failed device). Clap's
-//! own usage errors exit 2 as well.
+//! own usage errors exit 2 as well. A training stopped by Ctrl-C exits **130**, as a shell reports
+//! SIGINT.
 
 use thiserror::Error;
 
@@ -34,6 +35,12 @@ pub fn as_input(err: anyhow::Error) -> anyhow::Error {
 /// assert_eq!(exit_code(&as_input(anyhow::anyhow!("no such checkpoint"))), 2);
 /// ```
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err
+        .chain()
+        .any(|e| e.is::<crate::train::interrupt::Interrupted>())
+    {
+        return 130;
+    }
     let input = err.chain().any(|e| {
         e.is::<InputError>()
             || e.is::<lmsoftmax_data::DataError>()

@@ -27,6 +27,7 @@ pub fn train_cmd(a: &TrainArgs) -> Result<()> {
         );
         return Ok(());
     }
+    crate::train::interrupt::install();
     train(&plan.options, &data)?;
     Ok(())
 }

@@ -46,13 +46,14 @@ pub fn load_groups(dirs: &[PathBuf]) -> Result<Vec<Group>> {
             runs.push(RunRecord::load(&d)?);
         }
     }
-    type SortKey = (String, String, u32, LossKind, u64, String, String);
+    type SortKey = (String, String, u32, LossKind, u64, String, String, usize);
     let mut groups: BTreeMap<SortKey, Group> = BTreeMap::new();
     for run in runs {
         let m = &run.meta;
         // Softmax sorts before large-margin within an experiment, as in the paper's tables.
         // Width and lambda are never negative, so their bit patterns order as their values; the
-        // label separates the other options.
+        // label separates the other options. Runs that stopped at different epochs are not seeds
+        // of one result: they go into separate rows (and `length_warnings` says so).
         let key = (
             m.dataset.clone(),
             m.arch.clone(),
@@ -61,6 +62,7 @@ pub fn load_groups(dirs: &[PathBuf]) -> Result<Vec<Group>> {
             m.loss.reg_lambda().to_bits(),
             m.loss.label(),
             m.config.clone(),
+            run.final_row().epoch,
         );
         groups
             .entry(key)
@@ -114,6 +116,35 @@ pub fn seed_warnings(groups: &[Group]) -> Vec<String> {
         .collect()
 }
 
+/// A warning for every configuration whose runs stopped at different epochs, which the table
+/// shows as separate rows instead of averaging them.
+pub fn length_warnings(groups: &[Group]) -> Vec<String> {
+    let mut by_config: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for g in groups {
+        let k = &g.key;
+        let name = format!("{} / {} ({})", g.experiment(), k.config, k.loss.label());
+        by_config
+            .entry(name)
+            .or_default()
+            .push(g.runs[0].final_row().epoch);
+    }
+    by_config
+        .into_iter()
+        .filter(|(_, lengths)| lengths.len() > 1)
+        .map(|(name, lengths)| {
+            format!(
+                "warning: {name}: runs stopped after {} epochs; each length is a row of its own \
+                 (finish or resume the shorter runs to average them)",
+                lengths
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect()
+}
+
 /// What `report` wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -136,7 +167,8 @@ pub struct Report {
 /// As [`load_groups`]; figures that cannot be written.
 pub fn report(dirs: &[PathBuf], out_dir: &Path) -> Result<Report> {
     let groups = load_groups(dirs)?;
-    let warnings = seed_warnings(&groups);
+    let mut warnings = seed_warnings(&groups);
+    warnings.extend(length_warnings(&groups));
     let rows = table_rows(&groups);
     let markdown = markdown_table(&rows);
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;

@@ -103,6 +103,22 @@ pub fn train_epoch(
         }
         model = optim.step(lr, model, out.grads);
         total += out.stats;
+        if super::interrupt::requested() {
+            bar.finish_and_clear();
+            return Err(super::interrupt::Interrupted {
+                epoch: epoch + 1,
+                batch: b + 1,
+                resume: if plan.last_checkpoint.is_file() {
+                    format!(
+                        "{} (the epochs before it) is intact: continue with --resume",
+                        plan.last_checkpoint.display()
+                    )
+                } else {
+                    "no checkpoint was written yet: start the run again".into()
+                },
+            }
+            .into());
+        }
         let batch_time = waited.elapsed().as_secs_f64();
         time_sum += batch_time;
         data_sum += data_time;

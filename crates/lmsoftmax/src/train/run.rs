@@ -60,6 +60,47 @@ pub fn check_splits(data: &Dataset) -> Result<()> {
     Ok(())
 }
 
+/// Bytes of memory available to a new allocation (Linux `MemAvailable`); `None` elsewhere.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Refuses a network that cannot fit in memory before it is built (`--width 100` would abort in
+/// the allocator): its parameters scale with the square of the width, and training holds each
+/// one four times (weights, gradients, momentum, the checkpoint's copy) in f32.
+///
+/// # Errors
+/// The estimate, against the memory available.
+pub fn check_memory(opts: &TrainOptions, data: &Dataset) -> Result<()> {
+    if opts.width <= 1.0 {
+        return Ok(());
+    }
+    let Some(available) = available_memory() else {
+        return Ok(());
+    };
+    let [c, h, w] = data.train.output_shape();
+    let classes = data.class_names.len();
+    let at_one = lmsoftmax_models::model_info(&opts.arch, classes, [c, h, w], 1.0)?.parameters;
+    let parameters = at_one as f64 * f64::from(opts.width).powi(2);
+    let needed = parameters * 4.0 * 4.0;
+    if needed > available as f64 {
+        bail!(
+            "{} at --width {} has about {:.2e} parameters: training needs at least {:.1} GB for \
+             weights, gradients, momentum and a checkpoint copy, and this machine has {:.1} GB \
+             available; use a smaller --width",
+            opts.arch,
+            opts.width,
+            parameters,
+            needed / 1e9,
+            available as f64 / 1e9
+        );
+    }
+    Ok(())
+}
+
 /// Refuses a folder that holds another run (unless resuming or overwriting), clears it for
 /// `--overwrite`, creates it.
 fn prepare_folder(opts: &TrainOptions, folder: &RunFolder) -> Result<()> {
@@ -245,6 +286,7 @@ fn record_epoch(
 pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
     let folder = RunFolder::new(&opts.out_dir);
     check_splits(data).map_err(as_input)?;
+    check_memory(opts, data).map_err(as_input)?;
     // one process at a time in a run folder; the lock is released when `_lock` is dropped, or
     // by the OS on any exit
     let _lock = folder.lock().map_err(as_input)?;

@@ -661,3 +661,105 @@ fn a_second_run_into_a_folder_in_use_is_refused_with_the_holders_pid() {
         .unwrap();
     assert_ok(&res);
 }
+
+#[test]
+fn a_network_too_large_for_memory_is_refused_with_the_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let res = lmsoftmax()
+        .args([
+            "train",
+            "--dataset",
+            "synthetic",
+            "--arch",
+            "layer13",
+            "--width",
+            "100",
+        ])
+        .args(["--quiet", "--out-dir"])
+        .arg(dir.path().join("huge"))
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains("parameters")
+            && stderr.contains("GB")
+            && stderr.contains("smaller --width"),
+        "{stderr}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_abandons_the_epoch_says_how_to_resume_and_the_resume_finishes() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // 32 batches an epoch, an iteration line for each
+    let args = |out: &std::path::Path| {
+        let mut a: Vec<String> = [
+            "train",
+            "--dataset",
+            "synthetic",
+            "--synthetic-train",
+            "2048",
+            "--synthetic-test",
+            "64",
+            "--arch",
+            "small_cnn",
+            "--width",
+            "0.5",
+            "--quiet",
+            "--print-freq",
+            "1",
+            "--config-name",
+            "layer13_largemargin",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "--out-dir",
+        ]
+        .map(String::from)
+        .to_vec();
+        a.push(out.to_str().unwrap().into());
+        a
+    };
+    let mut run = lmsoftmax()
+        .args(args(&out))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(run.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("Epoch: [2][ 0/32]") {
+            // SAFETY: sending SIGINT to our own child process.
+            unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
+            break;
+        }
+    }
+    for line in lines {
+        seen.push_str(&line.unwrap());
+        seen.push('\n');
+    }
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(
+        seen.contains("interrupted (Ctrl-C) in epoch 2")
+            && seen.contains("checkpoint-last.ckpt (the epochs before it) is intact")
+            && seen.contains("--resume"),
+        "{seen}"
+    );
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "only epoch 1 was recorded: {csv}");
+    let mut resume = args(&out);
+    resume.push("--resume".into());
+    let res = lmsoftmax().args(resume).output().unwrap();
+    assert_ok(&res);
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+}

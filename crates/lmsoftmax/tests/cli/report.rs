@@ -312,12 +312,39 @@ fn report_warns_when_runs_share_a_seed() {
                 .unwrap(),
         );
     }
+    // a run of the same configuration that stopped at another epoch
+    let res = lmsoftmax()
+        .args(["train", "--dataset", "synthetic", "--synthetic-train", "64"])
+        .args([
+            "--synthetic-test",
+            "32",
+            "--arch",
+            "small_cnn",
+            "--width",
+            "0.25",
+        ])
+        .args([
+            "--quiet",
+            "--epochs",
+            "2",
+            "--seed",
+            "1",
+            "--batch-size",
+            "32",
+        ])
+        .args(["--save-last-checkpoint", "--out-dir"])
+        .arg(dir.path().join("c"))
+        .output()
+        .unwrap();
+    assert_ok(&res);
     let res = lmsoftmax()
         .arg("report")
         .arg(dir.path().join("a"))
         .arg(dir.path().join("b"))
+        .arg(dir.path().join("c"))
         .arg("--out-dir")
         .arg(dir.path().join("figs"))
+        .arg("--json")
         .output()
         .unwrap();
     assert_ok(&res);
@@ -326,4 +353,10 @@ fn report_warns_when_runs_share_a_seed() {
         stderr.contains("2 runs share seed 0") && stderr.contains("different --seed"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("runs stopped after 1, 2 epochs"),
+        "{stderr}"
+    );
+    let v = last_json(&res);
+    assert_eq!(v["rows"].as_array().unwrap().len(), 2, "{v}");
 }
