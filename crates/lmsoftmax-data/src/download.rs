@@ -128,6 +128,7 @@ fn fetch(archive: &Archive, part: &Path) -> Result<(), DataError> {
         ))
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_resolve(Some(archive.timeout))
         .timeout_connect(Some(archive.timeout))
         .timeout_per_read(Some(archive.timeout))
         .timeout_per_write(Some(archive.timeout))

@@ -354,3 +354,23 @@ pub fn imagenet_layout(
     }
     Ok((train, val))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ends_with_eoi;
+
+    #[test]
+    fn end_of_image_marker_at_or_near_the_end() {
+        assert!(ends_with_eoi(&[0xff, 0xd8, 1, 2, 0xff, 0xd9]));
+        // trailing bytes after the marker, within the window
+        let mut tail = vec![0xff, 0xd8, 0xff, 0xd9];
+        tail.extend(std::iter::repeat_n(0u8, 100));
+        assert!(ends_with_eoi(&tail));
+        // cut short: no marker; a marker only far from the end (an EXIF thumbnail's) is not it
+        assert!(!ends_with_eoi(&[0xff, 0xd8, 1, 2, 0xff, 0x00]));
+        let mut thumb = vec![0xff, 0xd8, 0xff, 0xd9];
+        thumb.extend(std::iter::repeat_n(7u8, super::EOI_WINDOW));
+        assert!(!ends_with_eoi(&thumb));
+        assert!(!ends_with_eoi(&[]));
+    }
+}
