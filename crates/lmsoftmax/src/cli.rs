@@ -305,9 +305,13 @@ pub struct DataArgs {
     /// With --download: fetch from this mirror address instead (needs --download-md5).
     #[arg(long, requires = "download_md5")]
     pub download_url: Option<String>,
-    /// With --download-url: the archive's MD5 (hex).
+    /// With --download-url: the archive's MD5 (32 hex digits).
     #[arg(long)]
     pub download_md5: Option<String>,
+    /// With --download: seconds without progress (connecting or receiving) before the download
+    /// fails.
+    #[arg(long, default_value_t = 30.0)]
+    pub download_timeout: f64,
     /// Synthetic dataset: training images.
     #[arg(long, default_value_t = 4000)]
     pub synthetic_train: usize,

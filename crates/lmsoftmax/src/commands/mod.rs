@@ -69,9 +69,17 @@ pub fn open_data(args: &DataArgs) -> Result<Dataset> {
         };
         let mut archive = Archive::cifar(which);
         if let (Some(url), Some(md5)) = (&args.download_url, &args.download_md5) {
+            lmsoftmax_data::download::check_md5(md5)?;
             archive.url = url.clone();
             archive.md5 = md5.to_ascii_lowercase();
         }
+        if !(args.download_timeout.is_finite() && args.download_timeout > 0.0) {
+            return Err(input(format!(
+                "--download-timeout must be a number of seconds > 0, got {}",
+                args.download_timeout
+            )));
+        }
+        archive.timeout = std::time::Duration::from_secs_f64(args.download_timeout);
         let folder = download_and_extract(&archive, dir)?;
         eprintln!("dataset ready in {}", folder.display());
     }

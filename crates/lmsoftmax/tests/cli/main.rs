@@ -224,13 +224,50 @@ fn download_from_an_unreachable_mirror_is_a_clear_error() {
             "--download-url",
             &format!("http://127.0.0.1:{port}/cifar-10-python.tar.gz"),
             "--download-md5",
-            "abc",
+            "c58f30108f718f92721af3b95e74349a",
         ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("downloading http://127.0.0.1"), "{stderr}");
+    // a malformed MD5 or timeout is refused before any connection
+    for (flag, value, says) in [
+        ("--download-md5", "abc", "32 hex digits"),
+        ("--download-timeout", "0", "--download-timeout must be"),
+    ] {
+        let mut args: Vec<String> = [
+            "dataset",
+            "info",
+            "--dataset",
+            "cifar10",
+            "--download",
+            "--data",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(dir.to_str().unwrap().into());
+        args.extend([
+            "--download-url".into(),
+            format!("http://127.0.0.1:{port}/x.tar.gz"),
+        ]);
+        if flag == "--download-md5" {
+            args.extend([flag.into(), value.into()]);
+        } else {
+            args.extend([
+                "--download-md5".into(),
+                "c58f30108f718f92721af3b95e74349a".into(),
+            ]);
+            args.extend([flag.into(), value.into()]);
+        }
+        let out = lmsoftmax().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(says) && !stderr.contains("downloading http"),
+            "{stderr}"
+        );
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 
