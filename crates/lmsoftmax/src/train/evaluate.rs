@@ -132,7 +132,9 @@ pub fn evaluate_run(opts: &TrainOptions, data: &Dataset) -> Result<EvalStats> {
             .then(|| RunFolder::new(&opts.out_dir).last_checkpoint())
     });
     if let Some(path) = from {
-        pieces = restore(&path, opts, pieces)?;
+        // any number of devices may evaluate a run
+        pieces.state.devices = None;
+        pieces = restore(&path, pieces)?;
     }
     let loss = opts.config.loss.init(&main)?;
     let cfg = test_loader(opts.config.batch_size, opts.workers);

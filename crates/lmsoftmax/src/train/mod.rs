@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod epoch;
 pub mod evaluate;
+pub mod identity;
 pub mod interrupt;
 pub mod options;
 pub mod parallel;

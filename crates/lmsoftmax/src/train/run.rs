@@ -130,7 +130,7 @@ fn start_or_resume(
         None => None,
     };
     match path {
-        Some(path) => restore(&path, opts, pieces),
+        Some(path) => restore(&path, pieces),
         None if opts.resume => {
             if !folder.was_started() {
                 bail!(

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, CheckpointParts};
 use super::config::TrainConfig;
+use super::identity::{DataIdentity, data_identity, differences};
 use super::options::TrainOptions;
 use crate::run_folder::metrics::EpochRow;
 
@@ -34,6 +35,12 @@ pub struct RunState {
     /// absent in checkpoints of earlier versions).
     #[serde(default)]
     pub shape: Option<NetworkShape>,
+    /// The data of the run (absent in checkpoints of earlier versions).
+    #[serde(default)]
+    pub data: Option<DataIdentity>,
+    /// Devices the steps were split over (absent in checkpoints of earlier versions).
+    #[serde(default)]
+    pub devices: Option<usize>,
     /// The finished epochs' metrics.
     pub rows: Vec<EpochRow>,
 }
@@ -86,6 +93,8 @@ pub fn fresh(opts: &TrainOptions, data: &Dataset, device: &Device) -> Result<Pie
             channels: c,
             classes,
         }),
+        data: Some(data_identity(&opts.dataset, data)),
+        devices: Some(opts.devices.len().max(1)),
         rows: Vec::new(),
     };
     Ok(Pieces {
@@ -108,28 +117,69 @@ pub fn read_state(parts: &CheckpointParts, path: &Path) -> Result<RunState> {
     })
 }
 
+/// Every field in which a checkpoint's run differs from the run being started, as
+/// `field: checkpoint A, now B` (fields a checkpoint of an earlier version lacks are not
+/// compared).
+pub fn run_differences(saved: &RunState, now: &RunState) -> Vec<String> {
+    let mut d = Vec::new();
+    let mut field = |name: &str, a: String, b: String| {
+        if a != b {
+            d.push(format!("{name}: checkpoint {a}, now {b}"));
+        }
+    };
+    let (a, b) = (&saved.config, &now.config);
+    field("arch", saved.arch.clone(), now.arch.clone());
+    field("width", saved.width.to_string(), now.width.to_string());
+    field("seed", saved.seed.to_string(), now.seed.to_string());
+    field("config", a.name.clone(), b.name.clone());
+    field("epochs", a.epochs.to_string(), b.epochs.to_string());
+    field(
+        "batch size",
+        a.batch_size.to_string(),
+        b.batch_size.to_string(),
+    );
+    field("momentum", a.momentum.to_string(), b.momentum.to_string());
+    field(
+        "weight decay",
+        a.weight_decay.to_string(),
+        b.weight_decay.to_string(),
+    );
+    field(
+        "learning rates",
+        format!("{:?}", a.lr),
+        format!("{:?}", b.lr),
+    );
+    if a.loss != b.loss {
+        field("loss", format!("{:?}", a.loss), format!("{:?}", b.loss));
+    }
+    if let (Some(x), Some(y)) = (saved.devices, now.devices) {
+        field("devices", x.to_string(), y.to_string());
+    }
+    if let (Some(x), Some(y)) = (&saved.data, &now.data) {
+        d.extend(differences(x, y));
+    }
+    d
+}
+
 /// Loads `path` into the pieces [`fresh`] made, after checking it belongs to the same run.
 ///
 /// # Errors
 /// A corrupt checkpoint, or one of another run (the differing options are named).
-pub fn restore(path: &Path, opts: &TrainOptions, pieces: Pieces) -> Result<Pieces> {
+pub fn restore(path: &Path, pieces: Pieces) -> Result<Pieces> {
     let parts = checkpoint::read(path)?;
     let mut saved = read_state(&parts, path)?;
-    saved.shape = saved.shape.or(pieces.state.shape);
-    if saved.arch != opts.arch
-        || saved.config != opts.config
-        || saved.seed != opts.seed
-        || saved.width != opts.width
-    {
+    let different = run_differences(&saved, &pieces.state);
+    if !different.is_empty() {
         bail!(
-            "--resume: {} was trained with arch {} width {} seed {} config '{}'; give the same options",
+            "--resume: {} belongs to another run: {}; give the same options and data, or train \
+             into another --out-dir",
             path.display(),
-            saved.arch,
-            saved.width,
-            saved.seed,
-            saved.config.name
+            different.join("; ")
         );
     }
+    saved.shape = saved.shape.or(pieces.state.shape);
+    saved.data = saved.data.or(pieces.state.data.clone());
+    saved.devices = saved.devices.or(pieces.state.devices);
     let model = load_model(pieces.model, parts.model, path)?;
     let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(parts.optimizer))
         .context("checkpoint optimizer record")?;

@@ -800,3 +800,54 @@ fn ctrl_c_abandons_the_epoch_says_how_to_resume_and_the_resume_finishes() {
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
 }
+
+#[test]
+fn resume_with_other_data_or_options_names_every_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    assert_ok(
+        &lmsoftmax()
+            .args(tiny_train(&out))
+            .args(["--stop-after", "1"])
+            .output()
+            .unwrap(),
+    );
+    // other data: the synthetic set drawn with more training images
+    let other: Vec<String> = tiny_train(&out)
+        .into_iter()
+        .map(|a| if a == "256" { "320".into() } else { a })
+        .collect();
+    let res = lmsoftmax().args(&other).arg("--resume").output().unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains("belongs to another run")
+            && stderr.contains("training images: checkpoint 256, now 320")
+            && stderr.contains("data fingerprint: checkpoint"),
+        "{stderr}"
+    );
+    // other options: each differing field with both values
+    let changed: Vec<String> = tiny_train(&out)
+        .into_iter()
+        .map(|a| if a == "0.5" { "0.75".into() } else { a })
+        .collect();
+    let res = lmsoftmax()
+        .args(&changed)
+        .args(["--resume", "--seed", "5"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("seed: checkpoint 0, now 5")
+            && stderr.contains("width: checkpoint 0.5, now 0.75"),
+        "{stderr}"
+    );
+    // the same run resumes
+    let res = lmsoftmax()
+        .args(tiny_train(&out))
+        .arg("--resume")
+        .output()
+        .unwrap();
+    assert_ok(&res);
+}
