@@ -11,6 +11,20 @@ use thiserror::Error;
 #[error("{0}")]
 pub struct InputError(pub String);
 
+/// The run stopped on Ctrl-C: exit status 130, as a shell reports SIGINT.
+#[derive(Debug, Error)]
+#[error(
+    "interrupted (Ctrl-C) in epoch {epoch} after batch {batch}: that epoch is abandoned; {resume}"
+)]
+pub struct Interrupted {
+    /// The epoch (from 1).
+    pub epoch: usize,
+    /// The last finished batch (from 1).
+    pub batch: usize,
+    /// What is left and how to continue.
+    pub resume: String,
+}
+
 /// An [`InputError`] as an `anyhow` error.
 ///
 /// ```
@@ -35,10 +49,7 @@ pub fn as_input(err: anyhow::Error) -> anyhow::Error {
 /// assert_eq!(exit_code(&as_input(anyhow::anyhow!("no such checkpoint"))), 2);
 /// ```
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err
-        .chain()
-        .any(|e| e.is::<crate::train::interrupt::Interrupted>())
-    {
+    if err.chain().any(|e| e.is::<Interrupted>()) {
         return 130;
     }
     let input = err.chain().any(|e| {

@@ -105,7 +105,7 @@ pub fn train_epoch(
         total += out.stats;
         if super::interrupt::requested() {
             bar.finish_and_clear();
-            return Err(super::interrupt::Interrupted {
+            return Err(crate::error::Interrupted {
                 epoch: epoch + 1,
                 batch: b + 1,
                 resume: if plan.last_checkpoint.is_file() {

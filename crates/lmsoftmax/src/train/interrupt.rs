@@ -1,11 +1,9 @@
 //! Ctrl-C during training: the handler only raises a flag; the epoch loop looks at it after each
-//! step, abandons the epoch (whose updates were never checkpointed) and stops with a message
-//! saying how to resume. A second Ctrl-C ends the process at once.
+//! step, abandons the epoch (whose updates were never checkpointed) and stops with
+//! [`crate::error::Interrupted`], saying how to resume. A second Ctrl-C ends the process at once.
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use thiserror::Error;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 
@@ -28,18 +26,4 @@ pub fn install() {
 /// Whether Ctrl-C was pressed.
 pub fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)
-}
-
-/// The run stopped on Ctrl-C: exit status 130, as a shell reports SIGINT.
-#[derive(Debug, Error)]
-#[error(
-    "interrupted (Ctrl-C) in epoch {epoch} after batch {batch}: that epoch is abandoned; {resume}"
-)]
-pub struct Interrupted {
-    /// The epoch (from 1).
-    pub epoch: usize,
-    /// The last finished batch (from 1).
-    pub batch: usize,
-    /// What is left and how to continue.
-    pub resume: String,
 }
