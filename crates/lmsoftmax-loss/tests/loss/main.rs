@@ -5,7 +5,10 @@
 //! - `equivalence`: lambda = 0 against Burn's `CrossEntropyLoss`, options that must not matter.
 //! - `errors`: every error path with its message.
 //! - `numerics`: extreme logits against a float64 reference.
+//! - `adversaries`: huge, infinite and NaN logits, C = 1 and C = 100,000, all-ignored and empty
+//!   batches, for every kind and implementation: an error or a finite value.
 
+mod adversaries;
 mod common;
 mod equivalence;
 mod errors;
