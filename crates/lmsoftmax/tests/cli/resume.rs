@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{assert_ok, lmsoftmax, tiny_train};
+use super::{assert_ok, lmsoftmax, metrics_without_timings, tiny_train};
 
 /// A 3-epoch tiny run (more epochs than `tiny_train`, so kills land in every phase).
 fn args(out: &Path) -> Vec<String> {
@@ -13,15 +13,6 @@ fn args(out: &Path) -> Vec<String> {
     let at = a.iter().position(|s| s == "--epochs").unwrap();
     a[at + 1] = "3".into();
     a
-}
-
-/// Every metrics column but the timings (seconds, images_per_s), line by line.
-fn metrics_without_timings(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|l| l.split(',').take(11).collect::<Vec<_>>().join(","))
-        .collect()
 }
 
 fn uninterrupted(out: &Path) -> Duration {
