@@ -3,17 +3,20 @@
 //! continues from the last checkpoint; batches depend only on `(seed, epoch)`, so a resumed run
 //! follows the same path as an uninterrupted one.
 
+use std::path::PathBuf;
+
 use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::tensor::Device;
 use lmsoftmax_data::{Dataset, LoaderConfig};
 
 use super::checkpoint;
+use super::checkpoint::CheckpointParts;
 use super::epoch::{EpochPlan, EpochTraining, train_epoch};
 use super::evaluate::{EvalStats, evaluate_margins};
 use super::options::TrainOptions;
 use super::parallel::DataParallel;
-use super::state::{Pieces, fresh, read_state, restore, save};
+use super::state::{Pieces, RunState, fresh, read_state, restore, restore_read, save};
 use crate::error::as_input;
 use crate::run_folder::meta::RunMeta;
 use crate::run_folder::metrics::EpochRow;
@@ -124,13 +127,16 @@ fn start_or_resume(
     device: &Device,
 ) -> Result<Pieces> {
     let pieces = fresh(opts, data, device)?;
-    let path = match &opts.resume_from {
-        Some(file) => Some(file.clone()),
-        None if opts.resume => newest_intact_checkpoint(folder)?,
-        None => None,
+    if let Some(file) = &opts.resume_from {
+        return restore(file, pieces);
+    }
+    let found = if opts.resume {
+        newest_intact_checkpoint(folder)?
+    } else {
+        None
     };
-    match path {
-        Some(path) => restore(&path, pieces),
+    match found {
+        Some(c) => restore_read(&c.path, c.parts, c.state, pieces),
         None if opts.resume => {
             if !folder.was_started() {
                 bail!(
@@ -150,56 +156,77 @@ fn start_or_resume(
 
 /// The checkpoint of the folder that covers the most epochs and reads back intact (MD5 and run
 /// state), preferring `checkpoint-last.ckpt` on a tie; a run killed while writing a checkpoint,
-/// or stopped by a full disk, resumes from there and says which. `None` when the folder holds no
-/// checkpoint at all.
+/// or stopped by a full disk, resumes from there and says which. Each file is read at most once,
+/// and only the epoch checkpoints newer than an intact `checkpoint-last.ckpt` are read at all.
+/// `None` when the folder holds no checkpoint at all.
 ///
 /// # Errors
 /// Checkpoints exist but none is intact (each one's problem is named).
-pub fn newest_intact_checkpoint(folder: &RunFolder) -> Result<Option<std::path::PathBuf>> {
-    let mut candidates = vec![folder.last_checkpoint()];
-    if let Ok(entries) = std::fs::read_dir(folder.dir()) {
-        let mut epochs: Vec<std::path::PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("checkpoint-epoch") && n.ends_with(".ckpt"))
-            })
-            .collect();
-        epochs.sort();
-        candidates.extend(epochs);
-    }
-    candidates.push(folder.best_checkpoint());
-    let mut best: Option<(usize, std::path::PathBuf)> = None;
+pub fn newest_intact_checkpoint(folder: &RunFolder) -> Result<Option<ReadCheckpoint>> {
     let mut problems = Vec::new();
-    for path in candidates.into_iter().filter(|p| p.is_file()) {
-        let read = checkpoint::read(&path).and_then(|parts| read_state(&parts, &path));
-        match read {
-            Ok(state) => {
-                let done = state.rows.len();
-                if best.as_ref().is_none_or(|(d, _)| done > *d) {
-                    best = Some((done, path));
-                }
-            }
-            Err(e) => problems.push(format!("{e:#}")),
+    let mut read = |path: PathBuf| -> Option<ReadCheckpoint> {
+        if !path.is_file() {
+            return None;
         }
-    }
-    let last = folder.last_checkpoint();
-    match best {
-        Some((done, path)) => {
-            if path != last {
-                eprintln!(
-                    "=> {} is {}; resuming from {}, the newest intact checkpoint ({done} epochs done)",
-                    last.display(),
-                    if last.exists() {
-                        "not intact"
-                    } else {
-                        "missing"
-                    },
-                    path.display()
-                );
+        match checkpoint::read(&path).and_then(|parts| Ok((read_state(&parts, &path)?, parts))) {
+            Ok((state, parts)) => Some(ReadCheckpoint { path, parts, state }),
+            Err(e) => {
+                problems.push(format!("{e:#}"));
+                None
             }
-            Ok(Some(path))
+        }
+    };
+    let last = folder.last_checkpoint();
+    let from_last = read(last.clone());
+    let covered = from_last.as_ref().map_or(0, |c| c.state.rows.len());
+    // epoch checkpoints newer than that, newest first: the first intact one covers the most
+    let mut epochs: Vec<(usize, PathBuf)> = std::fs::read_dir(folder.dir())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter_map(|p| {
+                    let n = p
+                        .file_name()?
+                        .to_str()?
+                        .strip_prefix("checkpoint-epoch")?
+                        .strip_suffix(".ckpt")?
+                        .parse()
+                        .ok()?;
+                    Some((n, p))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    epochs.retain(|(n, _)| *n > covered);
+    epochs.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let newest_epoch = epochs.into_iter().find_map(|(_, p)| read(p));
+    let best = read(folder.best_checkpoint());
+    // the most epochs wins; on a tie the earlier in (last, epoch, best)
+    let found = [from_last, newest_epoch, best]
+        .into_iter()
+        .flatten()
+        .reduce(|a, b| {
+            if b.state.rows.len() > a.state.rows.len() {
+                b
+            } else {
+                a
+            }
+        });
+    match found {
+        Some(found) if found.path == last => Ok(Some(found)),
+        Some(found) => {
+            eprintln!(
+                "=> {} is {}; resuming from {}, the newest intact checkpoint ({} epochs done)",
+                last.display(),
+                if last.exists() {
+                    "not intact"
+                } else {
+                    "missing"
+                },
+                found.path.display(),
+                found.state.rows.len()
+            );
+            Ok(Some(found))
         }
         None if problems.is_empty() => Ok(None),
         None => bail!(
@@ -208,6 +235,16 @@ pub fn newest_intact_checkpoint(folder: &RunFolder) -> Result<Option<std::path::
             problems.join("; ")
         ),
     }
+}
+
+/// A checkpoint read and verified: its path, its parts and its run state.
+pub struct ReadCheckpoint {
+    /// The file.
+    pub path: PathBuf,
+    /// Its parts (model and optimizer records, run state bytes).
+    pub parts: CheckpointParts,
+    /// Its run state.
+    pub state: RunState,
 }
 
 /// `run.json` and `config.toml`, written when the run starts.

@@ -167,7 +167,20 @@ pub fn run_differences(saved: &RunState, now: &RunState) -> Vec<String> {
 /// A corrupt checkpoint, or one of another run (the differing options are named).
 pub fn restore(path: &Path, pieces: Pieces) -> Result<Pieces> {
     let parts = checkpoint::read(path)?;
-    let mut saved = read_state(&parts, path)?;
+    let saved = read_state(&parts, path)?;
+    restore_read(path, parts, saved, pieces)
+}
+
+/// [`restore`] from a checkpoint already read and verified (its parts and run state).
+///
+/// # Errors
+/// A checkpoint of another run (the differing fields are named), records that do not fit.
+pub fn restore_read(
+    path: &Path,
+    parts: CheckpointParts,
+    mut saved: RunState,
+    pieces: Pieces,
+) -> Result<Pieces> {
     let different = run_differences(&saved, &pieces.state);
     if !different.is_empty() {
         bail!(
