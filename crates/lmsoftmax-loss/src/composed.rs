@@ -14,24 +14,24 @@ pub(crate) fn composed_rows(x: Tensor<2>, plan: &RowPlan) -> Tensor<1> {
         Tensor::<1>::from_data(TensorData::new(values.to_vec(), [rows]), (&device, dtype))
             .reshape([rows, 1])
     };
-    let targets: Vec<i64> = plan.targets.iter().map(|&y| y as i64).collect();
+    let targets: Vec<i64> = plan.rows.targets.iter().map(|&y| y as i64).collect();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [rows]), &device);
     let is_target: Tensor<2, Bool> = targets.clone().one_hot::<2>(classes).equal_elem(1);
 
     // Cross-entropy on z' (the target logit lowered by delta).
-    let shifted = if plan.delta != 0.0 {
-        x.clone() - is_target.clone().float().cast(dtype) * plan.delta
+    let shifted = if plan.rows.delta != 0.0 {
+        x.clone() - is_target.clone().float().cast(dtype) * plan.rows.delta
     } else {
         x.clone()
     };
     let max = shifted.clone().max_dim(1).detach();
     let lse = (shifted.clone() - max.clone()).exp().sum_dim(1).log() + max;
     let target_logit = shifted.clone().gather(1, targets.reshape([rows, 1]));
-    let mut rows_loss = (lse.clone() - target_logit) * column(&plan.hard);
+    let mut rows_loss = (lse.clone() - target_logit) * column(&plan.rows.hard);
 
     if plan.needs_smooth {
         // sum_j w_j (lse - z'_j) = W lse - sum_j w_j z'_j
-        let smooth = match &plan.weight {
+        let smooth = match &plan.rows.weight {
             Some(weight) => {
                 let w = Tensor::<1>::from_data(
                     TensorData::new(weight.clone(), [classes]),
@@ -42,11 +42,11 @@ pub(crate) fn composed_rows(x: Tensor<2>, plan: &RowPlan) -> Tensor<1> {
             }
             None => lse * classes as f64 - shifted.sum_dim(1),
         };
-        rows_loss = rows_loss + smooth * column(&plan.smooth);
+        rows_loss = rows_loss + smooth * column(&plan.rows.smooth);
     }
 
     if plan.needs_reg {
-        rows_loss = rows_loss + nontarget_regulariser(x, is_target) * column(&plan.reg);
+        rows_loss = rows_loss + nontarget_regulariser(x, is_target) * column(&plan.rows.reg);
     }
     rows_loss.reshape([rows])
 }

@@ -13,30 +13,6 @@ pub(crate) fn runs_on(device: &Device) -> bool {
 
 /// Per-row losses through the fused kernel; `logits` must be `[M, C]`, f32 or f64, on flex.
 pub(crate) fn fused_rows(logits: Tensor<2>, plan: RowPlan) -> Tensor<1> {
-    fused_loss::fused_rows(logits, kernel_rows(plan))
-}
-
-/// The plan as the kernel's input: the same targets and coefficients, moved, not copied. The
-/// kernel finds out by itself which terms any row needs.
-fn kernel_rows(plan: RowPlan) -> fused_loss::LossRows {
-    let RowPlan {
-        num_classes,
-        targets,
-        hard,
-        smooth,
-        reg,
-        delta,
-        weight,
-        needs_reg: _,
-        needs_smooth: _,
-    } = plan;
-    fused_loss::LossRows {
-        num_classes,
-        targets,
-        hard,
-        smooth,
-        reg,
-        delta,
-        weight,
-    }
+    // the kernel finds out by itself which terms any row needs
+    fused_loss::fused_rows(logits, plan.rows)
 }

@@ -6,6 +6,8 @@
 //! l_n = hard_n * (lse_n - z'_{n,y}) + smooth_n * sum_j w_j (lse_n - z'_{n,j}) + reg_n * reg(z_n)
 //! ```
 
+use lmsoftmax_kernels::flex::fused_loss::LossRows;
+
 use crate::error::LossError;
 use crate::reduction::LossReduction;
 
@@ -27,23 +29,14 @@ pub(crate) struct PlanOptions<'a> {
     pub label_smoothing: f64,
 }
 
-/// Validated targets and per-row coefficients for one batch.
+/// Validated targets and per-row coefficients for one batch: the fused kernel's own input
+/// ([`LossRows`], which the composed path reads too) and which optional terms any row needs.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RowPlan {
-    /// Number of classes C.
-    pub num_classes: usize,
-    /// Target class per row; ignored rows hold 0 (their coefficients are all 0).
-    pub targets: Vec<usize>,
-    /// Coefficient of the hard cross-entropy `lse - z'_y`.
-    pub hard: Vec<f64>,
-    /// Coefficient of the smoothing term `sum_j w_j (lse - z'_j)`.
-    pub smooth: Vec<f64>,
-    /// Coefficient of the regulariser.
-    pub reg: Vec<f64>,
-    /// `deg_logit`, subtracted from the target logit (0 when none).
-    pub delta: f64,
-    /// Class weights of the smoothing term (none: all ones).
-    pub weight: Option<Vec<f64>>,
+    /// Classes, targets (ignored rows hold 0, their coefficients all 0), the coefficients of the
+    /// hard cross-entropy `lse - z'_y`, of the smoothing term `sum_j w_j (lse - z'_j)` and of the
+    /// regulariser, `deg_logit` (0 when none) and the smoothing term's class weights.
+    pub rows: LossRows,
     /// Whether any row needs the regulariser (lambda > 0 and a kept row).
     pub needs_reg: bool,
     /// Whether any row needs the smoothing term.
@@ -123,13 +116,15 @@ impl RowPlan {
         }
         let any_kept = kept.iter().any(|k| *k);
         Ok(Self {
-            num_classes,
-            targets: kept_targets,
-            hard,
-            smooth,
-            reg,
-            delta: options.deg_logit,
-            weight: options.weight.map(<[f64]>::to_vec),
+            rows: LossRows {
+                num_classes,
+                targets: kept_targets,
+                hard,
+                smooth,
+                reg,
+                delta: options.deg_logit,
+                weight: options.weight.map(<[f64]>::to_vec),
+            },
             needs_reg: lambda > 0.0 && any_kept,
             needs_smooth: eps > 0.0 && any_kept,
         })
@@ -165,15 +160,16 @@ mod tests {
         };
         let plan = RowPlan::new(&cfg, &[0, 2, -100, 1], 3).unwrap();
         // kept weights 1 + 4 + 2 = 7, kept rows 3
-        assert_eq!(plan.hard, vec![1.0 / 7.0, 4.0 / 7.0, 0.0, 2.0 / 7.0]);
+        assert_eq!(plan.rows.hard, vec![1.0 / 7.0, 4.0 / 7.0, 0.0, 2.0 / 7.0]);
         let want_reg = [0.1, 0.1, 0.0, 0.1];
         assert!(
-            plan.reg
+            plan.rows
+                .reg
                 .iter()
                 .zip(want_reg)
                 .all(|(a, b)| (a - b).abs() < 1e-15)
         );
-        assert_eq!(plan.targets, vec![0, 2, 0, 1]);
+        assert_eq!(plan.rows.targets, vec![0, 2, 0, 1]);
     }
 
     #[test]
@@ -183,7 +179,13 @@ mod tests {
             ..defaults()
         };
         let plan = RowPlan::new(&cfg, &[5, 5], 3).unwrap();
-        assert!(plan.hard.iter().chain(&plan.reg).all(|&x| x == 0.0));
+        assert!(
+            plan.rows
+                .hard
+                .iter()
+                .chain(&plan.rows.reg)
+                .all(|&x| x == 0.0)
+        );
         assert!(!plan.needs_reg);
     }
 
@@ -195,8 +197,8 @@ mod tests {
             ..defaults()
         };
         let plan = RowPlan::new(&cfg, &[1], 4).unwrap();
-        assert!((plan.hard[0] - 0.9).abs() < 1e-15);
-        assert!((plan.smooth[0] - 0.025).abs() < 1e-15);
+        assert!((plan.rows.hard[0] - 0.9).abs() < 1e-15);
+        assert!((plan.rows.smooth[0] - 0.025).abs() < 1e-15);
     }
 
     #[test]
