@@ -18,40 +18,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
+use lmsoftmax_models::testing::Perturb;
 use lmsoftmax_models::{build, export_safetensors};
 use safetensors::{Dtype, tensor::TensorView};
-
-/// Perturbs BatchNorm parameters and buffers and all biases (seeded through the device).
-struct Perturb {
-    stack: Vec<(String, String)>,
-}
-
-impl ModuleMapper for Perturb {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.stack.push((name.into(), container_type.into()));
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.stack.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let Some((field, parent)) = self.stack.last().cloned() else {
-            return param;
-        };
-        let noise = match (parent.as_str(), field.as_str()) {
-            ("Struct:BatchNorm", "gamma" | "running_var") => Distribution::Uniform(-0.5, 0.5),
-            ("Struct:BatchNorm", "beta" | "running_mean") => Distribution::Normal(0.0, 0.2),
-            (_, "bias") => Distribution::Normal(0.0, 0.05),
-            _ => return param,
-        };
-        param.map(|t| {
-            let shape = t.shape();
-            let device = t.device();
-            t + Tensor::random(shape, noise, &device)
-        })
-    }
-}
 
 struct Args {
     arch: String,
@@ -98,7 +69,7 @@ fn run(args: &Args) -> Result<(), String> {
     let device = Device::flex();
     device.seed(args.seed);
     let net = build(&args.arch, 3, args.classes, 1.0, &device).map_err(|e| e.to_string())?;
-    let net = net.map(&mut Perturb { stack: Vec::new() }).valid();
+    let net = net.map(&mut Perturb::new()).valid();
     let x = Tensor::<4>::random(
         [args.batch, 3, args.size, args.size],
         Distribution::Normal(0.0, 1.0),

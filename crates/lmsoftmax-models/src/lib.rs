@@ -68,8 +68,7 @@ mod walk;
 
 #[cfg(test)]
 mod init_tests;
-#[cfg(test)]
-mod testing;
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -1,16 +1,31 @@
-//! Helpers shared by the unit tests.
+//! Helpers for checking weight transfers: shared by the unit tests and the `export_check`
+//! example.
 
 /// Moves every BatchNorm parameter and running statistic and every bias off its initial
 /// constant (random draws on the tensor's device), so that a swapped, transposed or dropped
 /// tensor changes a network's output.
-pub(crate) struct Perturb {
+///
+/// ```
+/// use burn::module::Module;
+/// let device = burn::tensor::Device::flex();
+/// device.seed(1);
+/// let net = lmsoftmax_models::build("small_cnn", 3, 10, 0.25, &device).unwrap();
+/// let _moved = net.map(&mut lmsoftmax_models::testing::Perturb::new());
+/// ```
+pub struct Perturb {
     stack: Vec<(String, String)>,
 }
 
 impl Perturb {
     /// A perturbation; seed the device first for reproducible draws.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self { stack: Vec::new() }
+    }
+}
+
+impl Default for Perturb {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
