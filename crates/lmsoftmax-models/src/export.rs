@@ -167,12 +167,21 @@ pub fn export_safetensors_with(
     metadata.insert("format".into(), "pt".into());
     metadata.insert("arch".into(), arch.into());
     let count = entries.len();
-    safetensors::serialize_to_file(entries.iter(), Some(metadata), path).map_err(|e| {
-        ModelError::Save {
+    // through a temporary file and a rename: a failed write leaves no half file, and an
+    // existing file under `path` stays as it was
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let written = safetensors::serialize_to_file(entries.iter(), Some(metadata), &tmp)
+        .map_err(|e| e.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
+    if let Err(detail) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ModelError::Save {
             path: path.display().to_string(),
-            detail: e.to_string(),
-        }
-    })?;
+            detail,
+        });
+    }
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     Ok(ExportSummary {
         tensors: count,
