@@ -196,10 +196,30 @@ pub fn restore_read(
     let model = load_model(pieces.model, parts.model, path)?;
     let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(parts.optimizer))
         .context("checkpoint optimizer record")?;
+    let optim = pieces.optim;
+    // Burn panics on a record whose tensors lack their parameter ids (found by fuzzing)
+    let optim = without_panic(move || optim.load_record(record)).map_err(|why| {
+        anyhow::anyhow!(
+            "{}: its optimizer record cannot be loaded ({why}); the checkpoint was not used",
+            path.display()
+        )
+    })?;
     Ok(Pieces {
         model,
-        optim: pieces.optim.load_record(record),
+        optim,
         state: saved,
+    })
+}
+
+/// Runs `f`, turning a panic into its message: Burn's record loading panics on some malformed
+/// records instead of returning an error.
+fn without_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a malformed record".into())
     })
 }
 
@@ -210,8 +230,9 @@ pub fn restore_read(
 pub fn load_model(model: Network, bytes: Vec<u8>, path: &Path) -> Result<Network> {
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
         .context("checkpoint model record")?;
-    model
-        .try_load_record(record)
+    without_panic(move || model.try_load_record(record))
+        .map_err(anyhow::Error::msg)
+        .and_then(|loaded| loaded.map_err(anyhow::Error::from))
         .with_context(|| format!("loading the model from {}", path.display()))
 }
 
