@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{DataError, read_file};
+use crate::error::{DataError, is_dir, read_file};
 use crate::imageset::{ImageSet, Splits};
 use crate::pickle::{self, Value};
 
@@ -49,22 +49,24 @@ pub fn load_cifar(which: Cifar, dir: &Path, labels: CifarLabels) -> Result<Split
         Cifar::Ten => ("cifar-10-batches-py", "cifar-10-batches-bin"),
         Cifar::Hundred => ("cifar-100-python", "cifar-100-binary"),
     };
-    let pick = |name: &str| -> Option<PathBuf> {
-        if dir.file_name().is_some_and(|f| f == name) && dir.is_dir() {
-            Some(dir.to_path_buf())
-        } else if dir.join(name).is_dir() {
-            Some(dir.join(name))
-        } else {
-            None
-        }
+    let pick = |name: &str| -> Result<Option<PathBuf>, DataError> {
+        Ok(
+            if dir.file_name().is_some_and(|f| f == name) && is_dir(dir)? {
+                Some(dir.to_path_buf())
+            } else if is_dir(&dir.join(name))? {
+                Some(dir.join(name))
+            } else {
+                None
+            },
+        )
     };
-    if let Some(folder) = pick(py) {
+    if let Some(folder) = pick(py)? {
         return match which {
             Cifar::Ten => load_cifar10_py(&folder),
             Cifar::Hundred => load_cifar100_py(&folder, labels),
         };
     }
-    if let Some(folder) = pick(bin) {
+    if let Some(folder) = pick(bin)? {
         return match which {
             Cifar::Ten => load_cifar10_bin(&folder),
             Cifar::Hundred => load_cifar100_bin(&folder, labels),

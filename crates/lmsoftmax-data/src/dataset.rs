@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::cifar::{Cifar, CifarLabels, load_cifar};
-use crate::error::DataError;
+use crate::error::{DataError, is_dir};
 use crate::imagefolder::{FolderOptions, ImageFolder, imagenet_layout};
 use crate::imageset::Splits;
 use crate::mnist::{FASHION_MNIST_CLASSES, load_mnist};
@@ -180,11 +180,11 @@ pub fn open_dataset(
         DatasetName::ImageNet | DatasetName::ImageFolder => {
             let root = need_dir()?;
             let (train, test) = if name == DatasetName::ImageNet
-                || root.join("val").is_dir()
-                || root.join("val_dir").is_dir()
+                || is_dir(&root.join("val"))?
+                || is_dir(&root.join("val_dir"))?
             {
                 imagenet_layout(root, &options.folder)?
-            } else if root.join("test").is_dir() {
+            } else if is_dir(&root.join("test"))? {
                 let train = ImageFolder::scan(&root.join("train"), &options.folder)?;
                 (
                     train,

@@ -22,13 +22,23 @@ pub enum DataError {
         /// What it should have held.
         what: String,
     },
-    /// An I/O failure while reading.
-    #[error("{path}: {source}")]
+    /// An I/O failure while reading (a permission denied, say). The system's message is part of
+    /// this error's own text, so it is not repeated as a `source()` (an error chain printed
+    /// in full would show it twice).
+    #[error("{path}: {error}")]
     Io {
-        /// The file.
+        /// The file or folder.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    /// A file or folder this user may not read (or enter).
+    #[error("{path}: this user may not read it ({error}); check its permissions")]
+    Unreadable {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        error: std::io::Error,
     },
     /// A file whose content is not in the expected format.
     #[error("{path}: {reason}")]
@@ -80,13 +90,84 @@ impl DataError {
                 path,
                 what: "the file does not exist".into(),
             }
+        } else if source.kind() == std::io::ErrorKind::PermissionDenied {
+            Self::Unreadable {
+                path,
+                error: source,
+            }
         } else {
-            Self::Io { path, source }
+            Self::Io {
+                path,
+                error: source,
+            }
         }
+    }
+}
+
+/// Whether `path` is a folder: `false` when nothing (or a file) is there, an error when it cannot
+/// be looked at (a folder above it this user may not enter), so that an unreadable dataset is
+/// not reported as a missing one.
+pub(crate) fn is_dir(path: &std::path::Path) -> Result<bool, DataError> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(m.is_dir()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(DataError::io(path, e)),
     }
 }
 
 /// Reads a whole file, mapping errors to [`DataError`].
 pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, DataError> {
     std::fs::read(path).map_err(|e| DataError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error and its sources joined with ": ", as `anyhow`'s `{:#}` prints a chain.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut next = e.source();
+        while let Some(s) = next {
+            text = format!("{text}: {s}");
+            next = s.source();
+        }
+        text
+    }
+
+    #[test]
+    fn io_errors_say_the_systems_reason_once_and_permission_is_not_missing() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let reason = denied.to_string();
+        let e = DataError::io("data/batches.meta", denied);
+        assert!(matches!(e, DataError::Unreadable { .. }), "{e:?}");
+        let text = chain(&e);
+        assert_eq!(text.matches(&reason).count(), 1, "{text}");
+        assert!(text.contains("this user may not read it"), "{text}");
+        let other = std::io::Error::from(std::io::ErrorKind::InvalidData);
+        let reason = other.to_string();
+        let text = chain(&DataError::io("x", other));
+        assert_eq!(text.matches(&reason).count(), 1, "{text}");
+        assert!(matches!(
+            DataError::io("x", std::io::ErrorKind::NotFound.into()),
+            DataError::Missing { .. }
+        ));
+    }
+
+    #[test]
+    fn is_dir_tells_missing_from_a_file_from_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"").unwrap();
+        assert!(is_dir(dir.path()).unwrap());
+        assert!(!is_dir(&dir.path().join("f")).unwrap());
+        assert!(!is_dir(&dir.path().join("none")).unwrap());
+        assert!(!is_dir(&dir.path().join("f/below")).unwrap());
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use image::{ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
-use crate::error::DataError;
+use crate::error::{DataError, is_dir};
 
 /// Image files by extension (case-insensitive), as torchvision's `IMG_EXTENSIONS` subset the
 /// decoder supports.
@@ -111,7 +111,7 @@ impl ImageFolder {
             v.sort();
             Ok(v)
         };
-        if !root.is_dir() {
+        if !is_dir(root)? {
             return Err(DataError::Missing {
                 path: root.into(),
                 what: "an image folder with one sub-folder per class".into(),
@@ -334,12 +334,12 @@ pub fn imagenet_layout(
     options: &FolderOptions,
 ) -> Result<(ImageFolder, ImageFolder), DataError> {
     let train = ImageFolder::scan(&root.join("train"), options)?;
-    let val_dir = if root.join("val").is_dir() {
+    let val_dir = if is_dir(&root.join("val"))? {
         root.join("val")
     } else {
         root.join("val_dir")
     };
-    if !val_dir.is_dir() {
+    if !is_dir(&val_dir)? {
         return Err(DataError::Missing {
             path: root.join("val"),
             what: "the validation split (val/ or val_dir/)".into(),

@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::error::{DataError, read_file};
+use crate::error::{DataError, is_dir, read_file};
 use crate::imageset::{ImageSet, Splits};
 
 /// Largest image count accepted from a header (MNIST has 60,000).
@@ -32,7 +32,7 @@ pub const FASHION_MNIST_CLASSES: [&str; 10] = [
 /// labels out of range.
 pub fn load_mnist(dir: &Path, class_names: Option<Vec<String>>) -> Result<Splits, DataError> {
     let names = class_names.unwrap_or_else(|| (0..10).map(|d| d.to_string()).collect());
-    let base = if dir.join("raw").is_dir() && !has(dir, "train-images-idx3-ubyte") {
+    let base = if is_dir(&dir.join("raw"))? && !has(dir, "train-images-idx3-ubyte") {
         dir.join("raw")
     } else {
         dir.to_path_buf()
