@@ -115,8 +115,41 @@ impl RunFolder {
     /// # Errors
     /// I/O errors, with the path.
     pub fn create(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("creating {}", self.dir.display()))
+        if self.dir.is_dir() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) {
+                anyhow::anyhow!(
+                    "cannot create {}: a folder above it is not writable by this user ({e}); \
+                     train into another --out-dir",
+                    self.dir.display()
+                )
+            } else {
+                anyhow::anyhow!("creating {}: {e}", self.dir.display())
+            }
+        })
+    }
+
+    /// An I/O error on the folder itself; a permission problem (or a read-only file system)
+    /// is said as such, with what to do.
+    fn not_writable(&self, doing: &str, e: std::io::Error) -> anyhow::Error {
+        use std::io::ErrorKind;
+        if matches!(
+            e.kind(),
+            ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
+        ) {
+            anyhow::anyhow!(
+                "{} is not writable by this user ({e}): make it writable, or train into another \
+                 --out-dir; nothing in it was changed",
+                self.dir.display()
+            )
+        } else {
+            anyhow::anyhow!("{doing} {}: {e}", self.dir.display())
+        }
     }
 
     /// Removes the files of an earlier run (and only those), for `--overwrite`.
@@ -222,7 +255,7 @@ impl RunFolder {
             .create(true)
             .truncate(false)
             .open(&path)
-            .with_context(|| format!("opening the lock file {}", path.display()))?;
+            .map_err(|e| self.not_writable("opening the lock file in", e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod interrupt;
 pub mod options;
 pub mod parallel;
+pub mod phases;
 pub mod run;
 pub mod state;
 pub mod step;

@@ -16,6 +16,7 @@ use super::epoch::{EpochPlan, EpochTraining, train_epoch};
 use super::evaluate::{EvalStats, evaluate_margins};
 use super::options::TrainOptions;
 use super::parallel::DataParallel;
+use super::phases::{self, Phase};
 use super::state::{Pieces, RunState, fresh, read_state, restore, restore_read, save};
 use crate::error::as_input;
 use crate::run_folder::meta::RunMeta;
@@ -375,9 +376,11 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
         device.seed(epoch_seed(opts.seed, epoch));
         let lr = cfg.lr(epoch);
         let started = std::time::Instant::now();
+        phases::enter(Phase::Train, epoch);
         let (model, training) =
             train_epoch(&plan, &parallel, pieces.model, &mut pieces.optim, epoch, lr)?;
         pieces.model = model;
+        phases::enter(Phase::Evaluate, epoch);
         let (test, margins) = evaluate_margins(
             &pieces.model.valid(),
             data,
@@ -407,6 +410,7 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
             );
         }
         pieces.state.rows.push(row);
+        phases::enter(Phase::Checkpoint, epoch);
         record_epoch(opts, &folder, &pieces, &margins)?;
     }
     let rows = pieces.state.rows;

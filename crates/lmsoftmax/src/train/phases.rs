@@ -1,0 +1,41 @@
+//! A test hook: with [`PHASE_PAUSE_ENV`] set, a run announces each phase of an epoch on standard
+//! error (`phase: train 2`, `phase: evaluate 2`, `phase: checkpoint 2`, epochs from 1) and then
+//! pauses, so that a test can kill it in a phase it chooses (the fault-injection tests).
+
+use std::time::Duration;
+
+/// Environment variable (a test hook): milliseconds to pause after announcing each phase.
+pub const PHASE_PAUSE_ENV: &str = "LMSOFTMAX_TEST_PHASE_PAUSE_MS";
+
+/// The phases of an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The training pass is about to start.
+    Train,
+    /// The evaluation on the test split is about to start.
+    Evaluate,
+    /// The epoch's metrics, figure and checkpoints are about to be written.
+    Checkpoint,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Train => "train",
+            Phase::Evaluate => "evaluate",
+            Phase::Checkpoint => "checkpoint",
+        }
+    }
+}
+
+/// Announces `phase` of `epoch` (0-based) and pauses, when the hook is on; nothing otherwise.
+pub fn enter(phase: Phase, epoch: usize) {
+    let Some(pause) = std::env::var(PHASE_PAUSE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    eprintln!("phase: {} {}", phase.name(), epoch + 1);
+    std::thread::sleep(Duration::from_millis(pause));
+}
