@@ -101,13 +101,35 @@ impl RunFolder {
         self.file(RUN_JSON).exists()
     }
 
-    /// Whether `name` is one of the files a run writes (removed by `--overwrite`).
+    /// Whether `name` is one of the files a run writes (removed by `--overwrite`), or the
+    /// temporary file of one (or of a figure) that a killed run left behind.
     pub fn is_run_file(name: &str) -> bool {
+        if let Some(written) = name.strip_suffix(".tmp") {
+            return Self::is_run_file(written) || written.ends_with(".png");
+        }
         matches!(
             name,
             METRICS_CSV | METRICS_JSONL | SUMMARY_TXT | RUN_JSON | CONFIG_TOML | MARGINS_TXT
-        ) || (name.starts_with("checkpoint-")
-            && (name.ends_with(".ckpt") || name.ends_with(".tmp")))
+        ) || (name.starts_with("checkpoint-") && name.ends_with(".ckpt"))
+    }
+
+    /// Removes the temporary files that a run killed while writing left behind (the files
+    /// they were to replace are intact). Call it holding the folder's [`lock`](Self::lock).
+    ///
+    /// # Errors
+    /// I/O errors, with the path.
+    pub fn remove_temporary_files(&self) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") && Self::is_run_file(&name) {
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+        Ok(())
     }
 
     /// Creates the folder.

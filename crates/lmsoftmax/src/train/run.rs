@@ -117,10 +117,14 @@ fn prepare_folder(opts: &TrainOptions, folder: &RunFolder) -> Result<()> {
     if opts.overwrite && !opts.resume {
         folder.clear_run_files()?;
     }
-    folder.create()
+    folder.create()?;
+    folder.remove_temporary_files()
 }
 
-/// The pieces of the run: fresh, or restored from `--resume`'s checkpoint.
+/// The pieces of the run: fresh, or restored from `--resume`'s checkpoint. A run resumed from
+/// an epoch checkpoint newer than `checkpoint-last.ckpt` (killed while writing the epoch's other
+/// checkpoints) writes those again first, so the folder's `last` and `best` cover the same
+/// epochs as its metrics.
 fn start_or_resume(
     opts: &TrainOptions,
     data: &Dataset,
@@ -137,6 +141,15 @@ fn start_or_resume(
         None
     };
     match found {
+        Some(c) if c.path != folder.last_checkpoint() => {
+            let pieces = restore_read(&c.path, c.parts, c.state, pieces)?;
+            let rows = &pieces.state.rows;
+            if best_row(rows).is_some_and(|b| Some(b.epoch) == rows.last().map(|r| r.epoch)) {
+                save(&folder.best_checkpoint(), &pieces)?;
+            }
+            save(&folder.last_checkpoint(), &pieces)?;
+            Ok(pieces)
+        }
         Some(c) => restore_read(&c.path, c.parts, c.state, pieces),
         None if opts.resume => {
             if !folder.was_started() {

@@ -25,8 +25,19 @@ fn run_until_phase(
     phase: &str,
     act: impl FnOnce(&mut std::process::Child),
 ) -> (Option<i32>, String) {
+    run_until_phase_with(args, &[], phase, act)
+}
+
+/// [`run_until_phase`] with more environment variables.
+fn run_until_phase_with(
+    args: &[String],
+    envs: &[(&str, &str)],
+    phase: &str,
+    act: impl FnOnce(&mut std::process::Child),
+) -> (Option<i32>, String) {
     let mut child = lmsoftmax()
         .args(args)
+        .envs(envs.iter().copied())
         .env(lmsoftmax::train::phases::PHASE_PAUSE_ENV, PAUSE_MS)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -75,6 +86,81 @@ fn killed_during_evaluation_then_resumed_gives_the_same_metrics() {
         std::fs::read(parts.join("test-margins.txt")).unwrap(),
         std::fs::read(whole.join("test-margins.txt")).unwrap()
     );
+}
+
+/// SIGKILL in the middle of writing each file of epoch 2 in turn (writes slowed by the test
+/// hook): every time, the resume ends as the uninterrupted run.
+#[test]
+fn killed_while_writing_each_file_of_an_epoch_then_resumed_gives_the_same_metrics() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    assert_ok(&lmsoftmax().args(tiny_train(&whole)).output().unwrap());
+    let files = [
+        "metrics.csv",
+        "metrics.jsonl",
+        "test-margins.txt",
+        "train_epochs.png",
+        "checkpoint-epoch2.ckpt",
+        "checkpoint-best.ckpt",
+        "checkpoint-last.ckpt",
+    ];
+    let mut killed = Vec::new();
+    for file in files {
+        let parts = dir.path().join(format!("parts-{file}"));
+        let tmp = parts.join(format!("{file}.tmp"));
+        let slow = [(lmsoftmax::atomic::SLOW_WRITE_ENV, "15")];
+        let (code, seen) =
+            run_until_phase_with(&tiny_train(&parts), &slow, "checkpoint 2", |child| {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while Instant::now() < deadline {
+                    if tmp.exists() {
+                        child.kill().unwrap();
+                        return;
+                    }
+                    if child.try_wait().unwrap().is_some() {
+                        return; // this run does not write the file in epoch 2
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                panic!("{file}: the run neither wrote it nor ended");
+            });
+        if code.is_some() {
+            assert_eq!(code, Some(0), "{file}: {seen}");
+            assert!(
+                file == "checkpoint-best.ckpt",
+                "{file} was not written in epoch 2"
+            );
+            continue;
+        }
+        killed.push(file);
+        let mut resume = tiny_train(&parts);
+        resume.push("--resume".into());
+        assert_ok(&lmsoftmax().args(resume).output().unwrap());
+        assert_eq!(
+            metrics_without_timings(&parts),
+            metrics_without_timings(&whole),
+            "killed while writing {file}"
+        );
+        assert!(!tmp.exists(), "{file}: the temporary file was left behind");
+        // the folder's checkpoints cover what they cover in the uninterrupted run
+        for name in ["checkpoint-last.ckpt", "checkpoint-best.ckpt"] {
+            assert_eq!(
+                epochs_in(&parts.join(name)),
+                epochs_in(&whole.join(name)),
+                "killed while writing {file}: {name}"
+            );
+        }
+    }
+    eprintln!("killed while writing: {killed:?}");
+    assert!(killed.len() >= files.len() - 1, "{killed:?}");
+}
+
+/// The epochs a checkpoint covers.
+fn epochs_in(path: &Path) -> usize {
+    use lmsoftmax::train::{checkpoint, state::read_state};
+    let parts = checkpoint::read(path).unwrap();
+    read_state(&parts, path).unwrap().rows.len()
 }
 
 /// An ImageFolder dataset of small PNGs: `train/` with 16 images in each of two classes,
