@@ -9,7 +9,10 @@ use crate::config::{
     LargeMarginInSoftmaxLossConfig, LossImplementation, SoftmaxCrossEntropyLossConfig,
 };
 use crate::error::ConfigError;
-use crate::loss::LargeMarginInSoftmaxLoss;
+use crate::family_config::{
+    ConfidencePenaltyLossConfig, FocalLossConfig, LabelSmoothingLossConfig, PolyLossConfig,
+};
+use crate::logit_loss::LogitLoss;
 use crate::reduction::LossReduction;
 
 /// The kinds of loss, by the names used in configuration files and on the command line.
@@ -26,17 +29,54 @@ pub enum LossKind {
     Softmax,
     /// Large-margin in softmax cross-entropy (Kobayashi, BMVC 2019).
     LargeMargin,
+    /// Label smoothing (Szegedy et al., 2016).
+    LabelSmoothing,
+    /// Focal loss (Lin et al., ICCV 2017).
+    Focal,
+    /// Poly-1 loss (Leng et al., ICLR 2022).
+    Poly,
+    /// Confidence penalty (Pereyra et al., 2017).
+    ConfidencePenalty,
 }
 
 impl LossKind {
     /// Every kind, in the order tables list them.
-    pub const ALL: [LossKind; 2] = [LossKind::Softmax, LossKind::LargeMargin];
+    pub const ALL: [LossKind; 6] = [
+        LossKind::Softmax,
+        LossKind::LargeMargin,
+        LossKind::LabelSmoothing,
+        LossKind::Focal,
+        LossKind::Poly,
+        LossKind::ConfidencePenalty,
+    ];
 
     /// The kind's name in configuration files (`kind = "large-margin"`).
     pub fn name(self) -> &'static str {
         match self {
             Self::Softmax => "softmax",
             Self::LargeMargin => "large-margin",
+            Self::LabelSmoothing => "label-smoothing",
+            Self::Focal => "focal",
+            Self::Poly => "poly",
+            Self::ConfidencePenalty => "confidence-penalty",
+        }
+    }
+
+    /// The kind's own parameters with their defaults, as `name=value` (FAMILY.md).
+    ///
+    /// ```
+    /// use lmsoftmax_loss::LossKind;
+    /// assert_eq!(LossKind::Focal.parameters(), [("gamma", 2.0)]);
+    /// assert!(LossKind::Softmax.parameters().is_empty());
+    /// ```
+    pub fn parameters(self) -> &'static [(&'static str, f64)] {
+        match self {
+            Self::Softmax => &[],
+            Self::LargeMargin => &[("reg_lambda", 0.3)],
+            Self::LabelSmoothing => &[("smoothing", 0.1)],
+            Self::Focal => &[("gamma", 2.0)],
+            Self::Poly => &[("epsilon", 1.0)],
+            Self::ConfidencePenalty => &[("beta", 0.1)],
         }
     }
 }
@@ -65,6 +105,22 @@ impl std::str::FromStr for LossKind {
 
 fn default_lambda() -> f64 {
     0.3
+}
+
+fn default_smoothing() -> f64 {
+    0.1
+}
+
+fn default_gamma() -> f64 {
+    2.0
+}
+
+fn default_epsilon() -> f64 {
+    1.0
+}
+
+fn default_beta() -> f64 {
+    0.1
 }
 
 /// The options every logit-level kind shares. Reductions are not among them: training always
@@ -126,6 +182,42 @@ pub enum LossConfig {
         #[serde(flatten)]
         common: CommonOptions,
     },
+    /// Label smoothing; its `smoothing` replaces the shared `label_smoothing`, which must be 0.
+    LabelSmoothing {
+        /// `eps` (default 0.1).
+        #[serde(default = "default_smoothing")]
+        smoothing: f64,
+        /// Shared options.
+        #[serde(flatten)]
+        common: CommonOptions,
+    },
+    /// Focal loss.
+    Focal {
+        /// The focusing exponent (default 2).
+        #[serde(default = "default_gamma")]
+        gamma: f64,
+        /// Shared options (`label_smoothing` must be 0).
+        #[serde(flatten)]
+        common: CommonOptions,
+    },
+    /// Poly-1 loss.
+    Poly {
+        /// The weight of `1 - p_t` (default 1).
+        #[serde(default = "default_epsilon")]
+        epsilon: f64,
+        /// Shared options (`label_smoothing` must be 0).
+        #[serde(flatten)]
+        common: CommonOptions,
+    },
+    /// Confidence penalty.
+    ConfidencePenalty {
+        /// The weight of the entropy (default 0.1).
+        #[serde(default = "default_beta")]
+        beta: f64,
+        /// Shared options (`label_smoothing` must be 0).
+        #[serde(flatten)]
+        common: CommonOptions,
+    },
 }
 
 impl Default for LossConfig {
@@ -149,13 +241,22 @@ impl LossConfig {
         match self {
             Self::Softmax { .. } => LossKind::Softmax,
             Self::LargeMargin { .. } => LossKind::LargeMargin,
+            Self::LabelSmoothing { .. } => LossKind::LabelSmoothing,
+            Self::Focal { .. } => LossKind::Focal,
+            Self::Poly { .. } => LossKind::Poly,
+            Self::ConfidencePenalty { .. } => LossKind::ConfidencePenalty,
         }
     }
 
     /// The shared options.
     pub fn common(&self) -> &CommonOptions {
         match self {
-            Self::Softmax { common } | Self::LargeMargin { common, .. } => common,
+            Self::Softmax { common }
+            | Self::LargeMargin { common, .. }
+            | Self::LabelSmoothing { common, .. }
+            | Self::Focal { common, .. }
+            | Self::Poly { common, .. }
+            | Self::ConfidencePenalty { common, .. } => common,
         }
     }
 
@@ -163,8 +264,77 @@ impl LossConfig {
     pub fn reg_lambda(&self) -> f64 {
         match self {
             Self::LargeMargin { reg_lambda, .. } => *reg_lambda,
-            Self::Softmax { .. } => 0.0,
+            _ => 0.0,
         }
+    }
+
+    /// The kind's own parameters and their values, as [`LossKind::parameters`] names them.
+    ///
+    /// ```
+    /// use lmsoftmax_loss::{LossConfig, LossKind};
+    /// let focal = LossConfig::of_kind(LossKind::Focal).with_parameter("gamma", 0.5)?;
+    /// assert_eq!(focal.parameters(), [("gamma", 0.5)]);
+    /// # Ok::<(), lmsoftmax_loss::ConfigError>(())
+    /// ```
+    pub fn parameters(&self) -> Vec<(&'static str, f64)> {
+        let value = match self {
+            Self::Softmax { .. } => return Vec::new(),
+            Self::LargeMargin { reg_lambda, .. } => *reg_lambda,
+            Self::LabelSmoothing { smoothing, .. } => *smoothing,
+            Self::Focal { gamma, .. } => *gamma,
+            Self::Poly { epsilon, .. } => *epsilon,
+            Self::ConfidencePenalty { beta, .. } => *beta,
+        };
+        vec![(self.kind().parameters()[0].0, value)]
+    }
+
+    /// Sets one of the kind's own parameters by name (`gamma`, `epsilon`, `beta`, `smoothing`,
+    /// `reg_lambda`), checked.
+    ///
+    /// # Errors
+    /// [`ConfigError::UnknownParameter`] for a name the kind does not have; an invalid value.
+    pub fn with_parameter(self, name: &str, value: f64) -> Result<Self, ConfigError> {
+        let kind = self.kind();
+        if !kind.parameters().iter().any(|(n, _)| *n == name) {
+            let known: Vec<&str> = kind.parameters().iter().map(|(n, _)| *n).collect();
+            return Err(ConfigError::UnknownParameter {
+                name: name.to_string(),
+                kind: kind.name(),
+                known: if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
+            });
+        }
+        let next = match self {
+            Self::LargeMargin {
+                deg_logit, common, ..
+            } => Self::LargeMargin {
+                reg_lambda: value,
+                deg_logit,
+                common,
+            },
+            Self::LabelSmoothing { common, .. } => Self::LabelSmoothing {
+                smoothing: value,
+                common,
+            },
+            Self::Focal { common, .. } => Self::Focal {
+                gamma: value,
+                common,
+            },
+            Self::Poly { common, .. } => Self::Poly {
+                epsilon: value,
+                common,
+            },
+            Self::ConfidencePenalty { common, .. } => Self::ConfidencePenalty {
+                beta: value,
+                common,
+            },
+            Self::Softmax { .. } => unreachable!("softmax has no parameters"),
+        };
+        next.validate()?;
+        Ok(next)
     }
 
     /// The same shared options under another kind, whose own parameters take their defaults (the
@@ -187,6 +357,22 @@ impl LossConfig {
                 deg_logit: None,
                 common,
             },
+            LossKind::LabelSmoothing => Self::LabelSmoothing {
+                smoothing: default_smoothing(),
+                common,
+            },
+            LossKind::Focal => Self::Focal {
+                gamma: default_gamma(),
+                common,
+            },
+            LossKind::Poly => Self::Poly {
+                epsilon: default_epsilon(),
+                common,
+            },
+            LossKind::ConfidencePenalty => Self::ConfidencePenalty {
+                beta: default_beta(),
+                common,
+            },
         }
     }
 
@@ -195,27 +381,12 @@ impl LossConfig {
     /// # Errors
     /// The kind has no regulariser, or the value is invalid.
     pub fn with_reg_lambda(self, lambda: f64) -> Result<Self, ConfigError> {
-        match self {
-            Self::LargeMargin {
-                deg_logit, common, ..
-            } => {
-                let next = Self::LargeMargin {
-                    reg_lambda: lambda,
-                    deg_logit,
-                    common,
-                };
-                next.validate()?;
-                Ok(next)
-            }
-            other => Err(ConfigError::NotAnOption {
-                option: "reg_lambda",
-                kind: other.kind().name(),
-            }),
-        }
+        self.with_parameter("reg_lambda", lambda)
     }
 
-    /// The large-margin module configuration this choice stands for (softmax is lambda 0).
-    pub fn module_config(&self) -> LargeMarginInSoftmaxLossConfig {
+    /// The large-margin module configuration this choice stands for (softmax is lambda 0);
+    /// `None` for the other kinds.
+    pub fn large_margin_config(&self) -> Option<LargeMarginInSoftmaxLossConfig> {
         let common = self.common();
         let base = match self {
             Self::Softmax { .. } => SoftmaxCrossEntropyLossConfig::new()
@@ -235,8 +406,9 @@ impl LossConfig {
                 .with_ignore_index(common.ignore_index)
                 .with_label_smoothing(common.label_smoothing)
                 .with_implementation(common.implementation),
+            _ => return None,
         };
-        base.with_reduction(LossReduction::Mean)
+        Some(base.with_reduction(LossReduction::Mean))
     }
 
     /// Checks every option (the module configuration's own checks).
@@ -244,7 +416,7 @@ impl LossConfig {
     /// # Errors
     /// A [`ConfigError`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.module_config().validate()
+        self.init_unchecked().map(|_| ())
     }
 
     /// Checks the options against a dataset's class count: class weights must be one per class.
@@ -266,8 +438,51 @@ impl LossConfig {
     ///
     /// # Errors
     /// As [`LossConfig::validate`].
-    pub fn init(&self, device: &Device) -> Result<LargeMarginInSoftmaxLoss, ConfigError> {
-        self.module_config().init(device)
+    pub fn init(&self, _device: &Device) -> Result<LogitLoss, ConfigError> {
+        self.init_unchecked()
+    }
+
+    /// Validates and builds the module (the device is not needed to build it).
+    fn init_unchecked(&self) -> Result<LogitLoss, ConfigError> {
+        if let Some(lm) = self.large_margin_config() {
+            lm.validate()?;
+            return Ok(LogitLoss::from_large_margin(self.kind().name(), &lm));
+        }
+        let c = self.common().clone();
+        if c.label_smoothing != 0.0 {
+            return Err(ConfigError::NotAnOption {
+                option: "label_smoothing",
+                kind: self.kind().name(),
+            });
+        }
+        let device = Device::flex();
+        match self {
+            Self::LabelSmoothing { smoothing, .. } => LabelSmoothingLossConfig::new()
+                .with_smoothing(*smoothing)
+                .with_weight(c.weight)
+                .with_ignore_index(c.ignore_index)
+                .with_implementation(c.implementation)
+                .init(&device),
+            Self::Focal { gamma, .. } => FocalLossConfig::new()
+                .with_gamma(*gamma)
+                .with_weight(c.weight)
+                .with_ignore_index(c.ignore_index)
+                .with_implementation(c.implementation)
+                .init(&device),
+            Self::Poly { epsilon, .. } => PolyLossConfig::new()
+                .with_epsilon(*epsilon)
+                .with_weight(c.weight)
+                .with_ignore_index(c.ignore_index)
+                .with_implementation(c.implementation)
+                .init(&device),
+            Self::ConfidencePenalty { beta, .. } => ConfidencePenaltyLossConfig::new()
+                .with_beta(*beta)
+                .with_weight(c.weight)
+                .with_ignore_index(c.ignore_index)
+                .with_implementation(c.implementation)
+                .init(&device),
+            Self::Softmax { .. } | Self::LargeMargin { .. } => unreachable!("handled above"),
+        }
     }
 
     /// A short description for tables and logs: `softmax`, `large-margin λ=0.3`, plus any
@@ -292,6 +507,10 @@ impl LossConfig {
                 }
                 s
             }
+            Self::LabelSmoothing { smoothing, .. } => format!("label-smoothing ε={smoothing}"),
+            Self::Focal { gamma, .. } => format!("focal γ={gamma}"),
+            Self::Poly { epsilon, .. } => format!("poly ε={epsilon}"),
+            Self::ConfidencePenalty { beta, .. } => format!("confidence-penalty β={beta}"),
         };
         let c = self.common();
         if c.label_smoothing != 0.0 {
@@ -330,6 +549,38 @@ struct LargeMarginParams {
 #[serde(deny_unknown_fields)]
 struct NoParams {}
 
+/// Label smoothing's own key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmoothingParams {
+    #[serde(default = "default_smoothing")]
+    smoothing: f64,
+}
+
+/// The focal loss's own key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FocalParams {
+    #[serde(default = "default_gamma")]
+    gamma: f64,
+}
+
+/// The Poly-1 loss's own key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolyParams {
+    #[serde(default = "default_epsilon")]
+    epsilon: f64,
+}
+
+/// The confidence penalty's own key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfidencePenaltyParams {
+    #[serde(default = "default_beta")]
+    beta: f64,
+}
+
 // serde's `flatten` cannot be combined with `deny_unknown_fields`, so the table is split by hand:
 // `kind`, the shared keys, and the kind's own keys, each part read strictly.
 impl<'de> Deserialize<'de> for LossConfig {
@@ -365,6 +616,35 @@ impl<'de> Deserialize<'de> for LossConfig {
                 Self::LargeMargin {
                     reg_lambda: p.reg_lambda,
                     deg_logit: p.deg_logit,
+                    common,
+                }
+            }
+            LossKind::LabelSmoothing => {
+                let p: SmoothingParams = serde_json::from_value(own.into()).map_err(strict)?;
+                Self::LabelSmoothing {
+                    smoothing: p.smoothing,
+                    common,
+                }
+            }
+            LossKind::Focal => {
+                let p: FocalParams = serde_json::from_value(own.into()).map_err(strict)?;
+                Self::Focal {
+                    gamma: p.gamma,
+                    common,
+                }
+            }
+            LossKind::Poly => {
+                let p: PolyParams = serde_json::from_value(own.into()).map_err(strict)?;
+                Self::Poly {
+                    epsilon: p.epsilon,
+                    common,
+                }
+            }
+            LossKind::ConfidencePenalty => {
+                let p: ConfidencePenaltyParams =
+                    serde_json::from_value(own.into()).map_err(strict)?;
+                Self::ConfidencePenalty {
+                    beta: p.beta,
                     common,
                 }
             }
@@ -410,9 +690,12 @@ mod tests {
     fn missing_options_take_the_official_defaults() {
         let lm = parse("kind = \"large-margin\"").unwrap();
         assert_eq!(lm, LossConfig::default());
-        assert_eq!(lm.module_config(), LargeMarginInSoftmaxLossConfig::new());
+        assert_eq!(
+            lm.large_margin_config().unwrap(),
+            LargeMarginInSoftmaxLossConfig::new()
+        );
         let soft = parse("kind = \"softmax\"").unwrap();
-        assert_eq!(soft.module_config().reg_lambda, 0.0);
+        assert_eq!(soft.large_margin_config().unwrap().reg_lambda, 0.0);
     }
 
     #[test]
@@ -422,7 +705,7 @@ mod tests {
              ignore_index = -100\nlabel_smoothing = 0.1\nimplementation = \"composed\"\n",
         )
         .unwrap();
-        let m = c.module_config();
+        let m = c.large_margin_config().unwrap();
         assert_eq!(m.reg_lambda, 1.5);
         assert_eq!(m.deg_logit, Some(0.25));
         assert_eq!(m.weight, Some(vec![1.0, 2.0]));
@@ -441,6 +724,10 @@ mod tests {
         let err = parse("kind = \"softmax\"\ndeg_logit = 1.0").unwrap_err();
         assert!(err.contains("deg_logit"), "{err}");
         let err = parse("kind = \"arcface\"").unwrap_err();
+        assert!(
+            err.contains("confidence-penalty"),
+            "the kinds are listed: {err}"
+        );
         assert!(err.contains("arcface"), "{err}");
         let err = parse("kind = \"softmax\"\nimplementation = \"gpu\"").unwrap_err();
         assert!(err.contains("auto, composed or fused"), "{err}");

@@ -2,6 +2,7 @@
 //! It is the reference that the fused kernel is tested against.
 
 use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
+use lmsoftmax_kernels::flex::fused_loss::RowTerm;
 
 use crate::plan::RowPlan;
 
@@ -17,6 +18,11 @@ pub(crate) fn composed_rows(x: Tensor<2>, plan: &RowPlan) -> Tensor<1> {
     let targets: Vec<i64> = plan.rows.targets.iter().map(|&y| y as i64).collect();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [rows]), &device);
     let is_target: Tensor<2, Bool> = targets.clone().one_hot::<2>(classes).equal_elem(1);
+    if plan.rows.term != RowTerm::CrossEntropy {
+        let targets = targets.reshape([rows, 1]);
+        return (family_rows(x, plan.rows.term, targets, is_target) * column(&plan.rows.hard))
+            .reshape([rows]);
+    }
 
     // Cross-entropy on z' (the target logit lowered by delta).
     let shifted = if plan.rows.delta != 0.0 {
@@ -49,6 +55,38 @@ pub(crate) fn composed_rows(x: Tensor<2>, plan: &RowPlan) -> Tensor<1> {
         rows_loss = rows_loss + nontarget_regulariser(x, is_target) * column(&plan.rows.reg);
     }
     rows_loss.reshape([rows])
+}
+
+/// The family's per-row losses (FAMILY.md, section 1), `[M, 1]`, before the row's coefficient:
+/// focal `(1 - p_y)^gamma ce`, poly `ce + eps (1 - p_y)`, confidence penalty `ce - beta H(p)`.
+/// `1 - p_y` is summed from the other classes' probabilities (exact near `p_y = 1`), and held
+/// above the smallest normal float of the dtype so that the focal power's gradient stays finite.
+fn family_rows(
+    x: Tensor<2>,
+    term: RowTerm,
+    targets: Tensor<2, Int>,
+    is_target: Tensor<2, Bool>,
+) -> Tensor<2> {
+    let max = x.clone().max_dim(1).detach();
+    let centred = x - max;
+    let log_p = centred.clone() - centred.exp().sum_dim(1).log();
+    let ce = -log_p.clone().gather(1, targets);
+    let p = log_p.clone().exp();
+    let tiny = match p.dtype() {
+        DType::F64 => f64::MIN_POSITIVE,
+        _ => f64::from(f32::MIN_POSITIVE),
+    };
+    let rest = || p.clone().mask_fill(is_target.clone(), 0.0).sum_dim(1);
+    match term {
+        RowTerm::Focal { gamma: 0.0 } => ce,
+        RowTerm::Focal { gamma } => rest().clamp_min(tiny).powf_scalar(gamma) * ce,
+        RowTerm::Poly { epsilon } => ce + rest() * epsilon,
+        RowTerm::ConfidencePenalty { beta } => {
+            let entropy = -(p.clone() * log_p).sum_dim(1);
+            ce - entropy * beta
+        }
+        RowTerm::CrossEntropy => unreachable!("the cross-entropy rows are composed_rows' own"),
+    }
 }
 
 /// `reg = 1/2 sum_{j != y} (q_j - u)(log q_j - log u)` per row, `[M, 1]`, with the non-target

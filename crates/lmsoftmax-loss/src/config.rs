@@ -93,23 +93,28 @@ impl LargeMarginInSoftmaxLossConfig {
         if !(0.0..=1.0).contains(&self.label_smoothing) {
             return Err(ConfigError::LabelSmoothingRange(self.label_smoothing));
         }
-        if let Some(weight) = &self.weight {
-            if weight.is_empty() {
-                return Err(ConfigError::EmptyWeights);
-            }
-            if let Some((index, &value)) = weight
-                .iter()
-                .enumerate()
-                .find(|(_, w)| !w.is_finite() || **w < 0.0)
-            {
-                return Err(ConfigError::BadWeight { index, value });
-            }
-        }
-        Ok(())
+        validate_weight(self.weight.as_deref())
     }
 }
 
-fn finite(field: &'static str, value: f64) -> Result<(), ConfigError> {
+/// Class weights: not empty, each finite and >= 0.
+pub(crate) fn validate_weight(weight: Option<&[f64]>) -> Result<(), ConfigError> {
+    if let Some(weight) = weight {
+        if weight.is_empty() {
+            return Err(ConfigError::EmptyWeights);
+        }
+        if let Some((index, &value)) = weight
+            .iter()
+            .enumerate()
+            .find(|(_, w)| !w.is_finite() || **w < 0.0)
+        {
+            return Err(ConfigError::BadWeight { index, value });
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn finite(field: &'static str, value: f64) -> Result<(), ConfigError> {
     if value.is_finite() {
         Ok(())
     } else {

@@ -25,6 +25,16 @@ pub enum ConfigError {
         /// The value given.
         value: f64,
     },
+    /// A hyper-parameter outside its range.
+    #[error("{field} must be {range}, got {value}")]
+    OutOfRange {
+        /// The configuration field.
+        field: &'static str,
+        /// The value given.
+        value: f64,
+        /// The allowed range, in words (`>= 0`, `in [0, 1]`).
+        range: &'static str,
+    },
     /// `label_smoothing` outside `[0, 1]`.
     #[error("label_smoothing must lie in [0, 1], got {0}")]
     LabelSmoothingRange(f64),
@@ -46,6 +56,16 @@ pub enum ConfigError {
         option: &'static str,
         /// The kind of loss.
         kind: &'static str,
+    },
+    /// A parameter name the kind of loss does not have.
+    #[error("{name} is not a parameter of the {kind} loss (its parameters: {known})")]
+    UnknownParameter {
+        /// The name given.
+        name: String,
+        /// The kind of loss.
+        kind: &'static str,
+        /// The kind's parameters, comma-separated.
+        known: String,
     },
     /// Class weights that are not one per class.
     #[error("the loss has {weights} class weights but the dataset has {classes} classes")]

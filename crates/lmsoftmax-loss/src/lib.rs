@@ -3,7 +3,11 @@
 //! The large-margin in softmax cross-entropy loss of T. Kobayashi, "Large-Margin In Softmax
 //! Cross-Entropy Loss" (BMVC 2019), for [Burn](https://burn.dev) 0.22, with every option of the
 //! official PyTorch code (`reg_lambda`, `deg_logit`, class weights, `ignore_index`, reductions)
-//! plus label smoothing, spatial input and a fused CPU kernel (from `lmsoftmax-kernels`).
+//! plus label smoothing, spatial input and a fused CPU kernel (from `lmsoftmax-kernels`); and the
+//! logit-level losses users compare it with (label smoothing, focal, Poly-1, confidence penalty:
+//! [`LabelSmoothingLossConfig`], [`FocalLossConfig`], [`PolyLossConfig`],
+//! [`ConfidencePenaltyLossConfig`]), each a [`LogitLoss`] with the same options and both
+//! implementations, or any kind by name through [`LossConfig`].
 //!
 //! Two implementations sit behind one API and agree with the official code's float64 golden
 //! vectors: composed Burn tensor ops (any backend, autodiff derives the backward) and a fused
@@ -56,16 +60,25 @@ mod rows;
 mod composed;
 mod fused;
 
-// 4. The configurations, and the diagnostics (which need no configuration).
+// 4. The configurations of the large-margin and softmax losses, and the diagnostics (which
+//    need no configuration).
 mod config;
 mod diagnostics;
 
-// 5. The module, built from a validated configuration; then the free functions over it.
+// 5. The configurations of the rest of the family (sharing the checks of `config`), and the
+//    computation that every logit-level loss shares (flatten, plan, fused or composed, check).
+mod engine;
+mod family_config;
+
+// 6. The modules, each built from a validated configuration: the large-margin loss, and the one
+//    module type of every logit-level kind.
+mod logit_loss;
 mod loss;
 
+// 7. The free functions over the modules.
 mod functional;
 
-// 6. A loss chosen by kind, as a training configuration's `[loss]` table holds it.
+// 8. A loss chosen by kind, as a training configuration's `[loss]` table holds it.
 mod choice;
 
 pub use choice::{CommonOptions, LossConfig, LossKind};
@@ -74,6 +87,10 @@ pub use config::{
 };
 pub use diagnostics::{RowDiagnostics, row_diagnostics};
 pub use error::{ConfigError, LossError};
+pub use family_config::{
+    ConfidencePenaltyLossConfig, FocalLossConfig, LabelSmoothingLossConfig, PolyLossConfig,
+};
 pub use functional::{large_margin_in_softmax_loss, softmax_cross_entropy};
+pub use logit_loss::LogitLoss;
 pub use loss::LargeMarginInSoftmaxLoss;
 pub use reduction::LossReduction;

@@ -4,15 +4,12 @@
 use burn::module::{Content, DisplaySettings, Module, ModuleDisplay};
 use burn::tensor::{Device, Int, Tensor};
 
-use crate::composed::{composed_rows, compute_dtype};
-use crate::config::{
-    LargeMarginInSoftmaxLossConfig, LossImplementation, SoftmaxCrossEntropyLossConfig,
-};
+use lmsoftmax_kernels::flex::fused_loss::RowTerm;
+
+use crate::config::{LargeMarginInSoftmaxLossConfig, SoftmaxCrossEntropyLossConfig};
+use crate::engine::{fused_on, planned_rows, reduce};
 use crate::error::{ConfigError, LossError};
-use crate::fused;
-use crate::plan::{PlanOptions, RowPlan};
-use crate::reduction::LossReduction;
-use crate::rows::{flatten_rows, read_targets};
+use crate::plan::PlanOptions;
 
 // `init` lives here rather than in `config.rs`, with the type it builds, so that the module
 // depends on its configuration and not the other way round.
@@ -170,10 +167,7 @@ impl LargeMarginInSoftmaxLoss {
         targets: Tensor<T, Int>,
     ) -> Result<Tensor<1>, LossError> {
         let rows = self.rows(logits, targets)?;
-        Ok(match self.config.reduction {
-            LossReduction::Mean | LossReduction::Sum => rows.sum(),
-            LossReduction::None => rows,
-        })
+        Ok(reduce(rows, self.config.reduction))
     }
 
     /// The per-row losses `w_y ce + lambda reg` (0 for ignored rows), shaped like the targets,
@@ -197,37 +191,14 @@ impl LargeMarginInSoftmaxLoss {
         logits: Tensor<D>,
         targets: Tensor<T, Int>,
     ) -> Result<Tensor<1>, LossError> {
-        let flat = flatten_rows(logits, &targets)?;
-        let use_fused = fused_on(self.config.implementation, &flat.device())?;
-        let classes = flat.dims()[1];
-        let host_targets = read_targets(targets);
-        let plan = RowPlan::new(&plan_options(&self.config), &host_targets, classes)?;
-        let x = compute_dtype(flat);
-        let rows = if use_fused {
-            fused::fused_rows(x.clone(), plan)
-        } else {
-            composed_rows(x.clone(), &plan)
-        };
-        if self.config.check_finite {
-            check_finite(&rows, x)?;
-        }
-        Ok(rows)
-    }
-}
-
-/// Whether `implementation` computes with the fused kernel on `device`.
-///
-/// # Errors
-/// [`ConfigError::FusedUnavailable`] when the fused kernel is forced on a device it does not
-/// run on.
-fn fused_on(implementation: LossImplementation, device: &Device) -> Result<bool, ConfigError> {
-    match implementation {
-        LossImplementation::Composed => Ok(false),
-        LossImplementation::Auto => Ok(fused::runs_on(device)),
-        LossImplementation::Fused if fused::runs_on(device) => Ok(true),
-        LossImplementation::Fused => Err(ConfigError::FusedUnavailable {
-            device: format!("{device:?}"),
-        }),
+        let c = &self.config;
+        planned_rows(
+            &plan_options(c),
+            c.implementation,
+            c.check_finite,
+            logits,
+            targets,
+        )
     }
 }
 
@@ -240,32 +211,8 @@ fn plan_options(config: &LargeMarginInSoftmaxLossConfig) -> PlanOptions<'_> {
         ignore_index: config.ignore_index,
         reduction: config.reduction,
         label_smoothing: config.label_smoothing,
+        term: RowTerm::CrossEntropy,
     }
-}
-
-/// Reads the per-row losses; a non-finite one is traced back to the row of logits that caused it.
-fn check_finite(rows: &Tensor<1>, logits: Tensor<2>) -> Result<(), LossError> {
-    let values = rows
-        .clone()
-        .detach()
-        .into_data()
-        .try_into_vec_as::<f64>()
-        .expect("float losses convert to f64");
-    let Some(row) = values.iter().position(|v| !v.is_finite()) else {
-        return Ok(());
-    };
-    let classes = logits.dims()[1];
-    let row_values = logits
-        .detach()
-        .slice([row..row + 1, 0..classes])
-        .into_data()
-        .try_into_vec_as::<f64>()
-        .expect("float logits convert to f64");
-    let value = row_values
-        .into_iter()
-        .find(|v| !v.is_finite())
-        .unwrap_or(values[row]);
-    Err(LossError::NonFiniteLogits { row, value })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! l_n = hard_n * (lse_n - z'_{n,y}) + smooth_n * sum_j w_j (lse_n - z'_{n,j}) + reg_n * reg(z_n)
 //! ```
 
-use lmsoftmax_kernels::flex::fused_loss::LossRows;
+use lmsoftmax_kernels::flex::fused_loss::{LossRows, RowTerm};
 
 use crate::error::LossError;
 use crate::reduction::LossReduction;
@@ -27,6 +27,9 @@ pub(crate) struct PlanOptions<'a> {
     pub reduction: LossReduction,
     /// Label smoothing `eps` of the cross-entropy term.
     pub label_smoothing: f64,
+    /// What each row's weighted coefficient multiplies: the cross-entropy (with the smoothing
+    /// and regulariser terms above) or another loss of the family (with neither).
+    pub term: RowTerm,
 }
 
 /// Validated targets and per-row coefficients for one batch: the fused kernel's own input
@@ -124,6 +127,7 @@ impl RowPlan {
                 reg,
                 delta: options.deg_logit,
                 weight: options.weight.map(<[f64]>::to_vec),
+                term: options.term,
             },
             needs_reg: lambda > 0.0 && any_kept,
             needs_smooth: eps > 0.0 && any_kept,
@@ -148,6 +152,7 @@ mod tests {
             ignore_index: None,
             reduction: LossReduction::Mean,
             label_smoothing: 0.0,
+            term: RowTerm::CrossEntropy,
         }
     }
 

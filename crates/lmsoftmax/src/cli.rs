@@ -127,14 +127,20 @@ pub struct TrainArgs {
     /// Batch size (overrides the config).
     #[arg(short = 'b', long)]
     pub batch_size: Option<usize>,
-    /// Loss kind: softmax or large-margin (overrides the config's `[loss]` kind; its shared
-    /// options stay, the kind's own parameters take their defaults).
+    /// Loss kind: softmax, large-margin, label-smoothing, focal, poly or confidence-penalty
+    /// (overrides the config's `[loss]` kind; its shared options stay, the kind's own
+    /// parameters take their defaults).
     #[arg(long, value_name = "KIND")]
     pub loss: Option<LossKind>,
     /// Lambda of the large-margin regulariser (overrides the config; the loss must be
-    /// large-margin).
+    /// large-margin). The same as --loss-param reg_lambda=L.
     #[arg(long)]
     pub reg_lambda: Option<f64>,
+    /// One of the loss kind's own parameters, NAME=VALUE, repeatable (overrides the config):
+    /// reg_lambda (large-margin, 0.3), smoothing (label-smoothing, 0.1), gamma (focal, 2),
+    /// epsilon (poly, 1), beta (confidence-penalty, 0.1).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub loss_param: Vec<String>,
     /// Channel-width multiplier of the network.
     #[arg(long, default_value_t = 1.0)]
     pub width: f32,
@@ -378,7 +384,7 @@ pub struct BenchLossArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ce,fused,composed,burn-ce"
+        default_value = "ce,fused,family,composed,burn-ce"
     )]
     pub paths: Vec<LossPath>,
     /// Untimed warm-up runs per path.

@@ -109,6 +109,21 @@ pub fn resolve_config(a: &TrainArgs, defaults: &DatasetDefaults) -> Result<Train
             config.name = format!("{}+lambda{l}", config.name);
         }
     }
+    for param in &a.loss_param {
+        let (name, value) = param
+            .split_once('=')
+            .and_then(|(n, v)| Some((n.trim(), v.trim().parse::<f64>().ok()?)))
+            .with_context(|| format!("--loss-param {param:?}: give NAME=VALUE, e.g. gamma=2"))?;
+        let before = config.loss.parameters();
+        config.loss = config
+            .loss
+            .clone()
+            .with_parameter(name, value)
+            .with_context(|| format!("--loss-param {param}"))?;
+        if config.loss.parameters() != before {
+            config.name = format!("{}+{name}{value}", config.name);
+        }
+    }
     Ok(config)
 }
 
@@ -331,6 +346,35 @@ mod tests {
         assert_eq!(o.options.config.name, "layer13_largemargin+lambda0.5");
         let o = plan(&["--reg-lambda", "0.3"]).unwrap();
         assert_eq!(o.options.config.name, "layer13_largemargin");
+    }
+
+    #[test]
+    fn every_kind_and_its_parameters_can_be_chosen_on_the_command_line() {
+        for kind in LossKind::ALL {
+            let o = plan(&["--config-name", "layer13", "--loss", kind.name()]).unwrap();
+            assert_eq!(o.options.config.loss.kind(), kind);
+            assert_eq!(
+                o.options.config.loss.parameters().len(),
+                kind.parameters().len()
+            );
+        }
+        let o = plan(&["--loss", "focal", "--loss-param", "gamma=0.5"]).unwrap();
+        assert_eq!(o.options.config.loss.parameters(), [("gamma", 0.5)]);
+        assert_eq!(o.options.config.name, "layer13_largemargin+focal+gamma0.5");
+        let o = plan(&["--config-name", "layer13_poly", "--loss-param", "epsilon=1"]).unwrap();
+        assert_eq!(
+            o.options.config.name, "layer13_poly",
+            "the default is no override"
+        );
+        let e = err(&["--loss", "focal", "--loss-param", "beta=0.1"]);
+        assert!(
+            e.contains("beta is not a parameter of the focal loss (its parameters: gamma)"),
+            "{e}"
+        );
+        let e = err(&["--loss", "focal", "--loss-param", "gamma"]);
+        assert!(e.contains("give NAME=VALUE"), "{e}");
+        let e = err(&["--loss", "focal", "--loss-param", "gamma=-2"]);
+        assert!(e.contains("gamma must be >= 0"), "{e}");
     }
 
     #[test]

@@ -1,33 +1,80 @@
-//! Numerical adversaries for every kind of the crate (softmax and large-margin, through
+//! Numerical adversaries for every kind of the crate (every logit-level kind, through
 //! `LossConfig`) and both implementations: huge, infinite and NaN logits, one class, very many
 //! classes, all rows ignored, an empty batch. Each is an error or a finite value with a finite
 //! gradient, never a silent NaN.
 
 use burn::tensor::DType;
-use lmsoftmax_loss::{LargeMarginInSoftmaxLossConfig, LossConfig, LossKind, LossReduction};
+use lmsoftmax_loss::{
+    CommonOptions, LogitLoss, LossConfig, LossImplementation, LossKind, LossReduction,
+};
 
-use super::common::{IMPLEMENTATIONS, run};
+use super::common::{IMPLEMENTATIONS, Outcome, run_loss};
 
-/// Every kind's module configuration, with each implementation.
-fn configs() -> Vec<(String, LargeMarginInSoftmaxLossConfig)> {
+/// A kind with its defaults, an implementation, an `ignore_index` and a reduction.
+#[derive(Clone)]
+struct Case {
+    kind: LossKind,
+    implementation: LossImplementation,
+    ignore_index: Option<i64>,
+    reduction: LossReduction,
+}
+
+impl Case {
+    fn with_ignore_index(self, ignore_index: Option<i64>) -> Self {
+        Self {
+            ignore_index,
+            ..self
+        }
+    }
+
+    fn with_reduction(self, reduction: LossReduction) -> Self {
+        Self { reduction, ..self }
+    }
+
+    fn loss(&self) -> LogitLoss {
+        let common = CommonOptions {
+            ignore_index: self.ignore_index,
+            implementation: self.implementation,
+            ..CommonOptions::default()
+        };
+        LossConfig::Softmax { common }
+            .with_kind(self.kind)
+            .init(&super::common::device())
+            .unwrap()
+            .with_reduction(self.reduction)
+    }
+}
+
+fn run(
+    c: &Case,
+    shape: &[usize],
+    logits: &[f64],
+    targets: &[i64],
+    upstream: Option<&[f64]>,
+    dtype: DType,
+) -> Result<Outcome, lmsoftmax_loss::LossError> {
+    run_loss(&c.loss(), shape, logits, targets, upstream, dtype)
+}
+
+/// Every kind with its defaults, with each implementation.
+fn configs() -> Vec<(String, Case)> {
     let mut out = Vec::new();
     for kind in LossKind::ALL {
-        for imp in IMPLEMENTATIONS {
-            let c = LossConfig::of_kind(kind)
-                .module_config()
-                .with_implementation(imp);
-            out.push((format!("{kind} {imp:?}"), c));
+        for implementation in IMPLEMENTATIONS {
+            let c = Case {
+                kind,
+                implementation,
+                ignore_index: None,
+                reduction: LossReduction::Mean,
+            };
+            out.push((format!("{kind} {implementation:?}"), c));
         }
     }
     out
 }
 
 /// The outcome is an error, or finite values and gradients.
-fn error_or_finite(
-    what: &str,
-    name: &str,
-    r: Result<super::common::Outcome, lmsoftmax_loss::LossError>,
-) -> bool {
+fn error_or_finite(what: &str, name: &str, r: Result<Outcome, lmsoftmax_loss::LossError>) -> bool {
     match r {
         Err(_) => false,
         Ok(o) => {

@@ -2,7 +2,10 @@
 //! autodiff, comparing with a tolerance.
 
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
-use lmsoftmax_loss::{LargeMarginInSoftmaxLossConfig, LossImplementation};
+use lmsoftmax_loss::{
+    LargeMarginInSoftmaxLoss, LargeMarginInSoftmaxLossConfig, LogitLoss, LossError,
+    LossImplementation,
+};
 
 /// Both implementations.
 pub const IMPLEMENTATIONS: [LossImplementation; 2] =
@@ -19,7 +22,36 @@ pub struct Outcome {
     pub grad: Vec<f64>,
 }
 
-/// Runs the loss on logits of any rank 2..=4 given flat in f64, cast to `dtype`.
+/// Both module types of the crate, for the helpers.
+pub trait TryForward {
+    fn try_forward_rank<const D: usize, const T: usize>(
+        &self,
+        logits: Tensor<D>,
+        targets: Tensor<T, Int>,
+    ) -> Result<Tensor<1>, LossError>;
+}
+
+impl TryForward for LargeMarginInSoftmaxLoss {
+    fn try_forward_rank<const D: usize, const T: usize>(
+        &self,
+        logits: Tensor<D>,
+        targets: Tensor<T, Int>,
+    ) -> Result<Tensor<1>, LossError> {
+        self.try_forward(logits, targets)
+    }
+}
+
+impl TryForward for LogitLoss {
+    fn try_forward_rank<const D: usize, const T: usize>(
+        &self,
+        logits: Tensor<D>,
+        targets: Tensor<T, Int>,
+    ) -> Result<Tensor<1>, LossError> {
+        self.try_forward(logits, targets)
+    }
+}
+
+/// Runs the loss of `config` on logits of any rank 2..=4 given flat in f64, cast to `dtype`.
 pub fn run(
     config: &LargeMarginInSoftmaxLossConfig,
     shape: &[usize],
@@ -27,25 +59,37 @@ pub fn run(
     targets: &[i64],
     upstream: Option<&[f64]>,
     dtype: DType,
-) -> Result<Outcome, lmsoftmax_loss::LossError> {
-    match shape.len() {
-        2 => run_rank::<2, 1>(config, shape, logits, targets, upstream, dtype),
-        3 => run_rank::<3, 2>(config, shape, logits, targets, upstream, dtype),
-        4 => run_rank::<4, 3>(config, shape, logits, targets, upstream, dtype),
-        r => panic!("no test helper for rank {r}"),
-    }
+) -> Result<Outcome, LossError> {
+    let loss = config.init(&device()).expect("valid test configuration");
+    run_loss(&loss, shape, logits, targets, upstream, dtype)
 }
 
-fn run_rank<const D: usize, const T: usize>(
-    config: &LargeMarginInSoftmaxLossConfig,
+/// Runs `loss` on logits of any rank 2..=4 given flat in f64, cast to `dtype`.
+pub fn run_loss(
+    loss: &impl TryForward,
     shape: &[usize],
     logits: &[f64],
     targets: &[i64],
     upstream: Option<&[f64]>,
     dtype: DType,
-) -> Result<Outcome, lmsoftmax_loss::LossError> {
+) -> Result<Outcome, LossError> {
+    match shape.len() {
+        2 => run_rank::<2, 1>(loss, shape, logits, targets, upstream, dtype),
+        3 => run_rank::<3, 2>(loss, shape, logits, targets, upstream, dtype),
+        4 => run_rank::<4, 3>(loss, shape, logits, targets, upstream, dtype),
+        r => panic!("no test helper for rank {r}"),
+    }
+}
+
+fn run_rank<const D: usize, const T: usize>(
+    loss_fn: &impl TryForward,
+    shape: &[usize],
+    logits: &[f64],
+    targets: &[i64],
+    upstream: Option<&[f64]>,
+    dtype: DType,
+) -> Result<Outcome, LossError> {
     let device = device();
-    let loss_fn = config.init(&device).expect("valid test configuration");
     let x = Tensor::<D>::from_data(
         TensorData::new(logits.to_vec(), shape.to_vec()),
         (&device, dtype),
@@ -58,7 +102,7 @@ fn run_rank<const D: usize, const T: usize>(
         .map(|(_, d)| *d)
         .collect();
     let y = Tensor::<T, Int>::from_data(TensorData::new(targets.to_vec(), target_shape), &device);
-    let loss = loss_fn.try_forward(x.clone(), y)?;
+    let loss = loss_fn.try_forward_rank(x.clone(), y)?;
     let scalar = match upstream {
         Some(up) => {
             let n = up.len();

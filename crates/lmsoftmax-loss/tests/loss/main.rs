@@ -1,6 +1,8 @@
 //! Integration tests of the loss: one test binary, one module per area.
 //!
 //! - `golden`: the official code's float64 golden vectors, both implementations, every dtype.
+//! - `family_golden`: the margin-loss family's float64 golden vectors (FAMILY.md).
+//! - `family`: properties of the logit-level family (neutral parameters, focal, agreement).
 //! - `properties`: proptest invariances and finite-difference gradients.
 //! - `equivalence`: lambda = 0 against Burn's `CrossEntropyLoss`, options that must not matter.
 //! - `errors`: every error path with its message.
@@ -12,6 +14,8 @@ mod adversaries;
 mod common;
 mod equivalence;
 mod errors;
+mod family;
+mod family_golden;
 mod golden;
 mod numerics;
 mod properties;

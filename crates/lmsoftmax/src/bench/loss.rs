@@ -1,11 +1,13 @@
 //! `lmsoftmax bench loss`: forward+backward time of the loss on the CPU backend, for the fused
-//! kernel, the composed tensor ops, our fused plain cross-entropy and Burn's `CrossEntropyLoss`.
+//! kernel, the composed tensor ops, our fused plain cross-entropy, Burn's `CrossEntropyLoss`, and
+//! the rest of the logit-level family (label smoothing, focal, Poly-1, confidence penalty) at
+//! their default parameters.
 //! The shapes are those of the PyTorch reference `shared/bench/ref_loss.py`.
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use lmsoftmax_loss::{
-    LargeMarginInSoftmaxLoss, LargeMarginInSoftmaxLossConfig, LossImplementation,
+    LargeMarginInSoftmaxLossConfig, LossConfig, LossImplementation, LossKind,
     SoftmaxCrossEntropyLossConfig,
 };
 use serde::Serialize;
@@ -33,6 +35,8 @@ pub enum LossPath {
     Ce,
     /// Burn's `CrossEntropyLoss`.
     BurnCe,
+    /// The rest of the logit-level family at their defaults (fused kernel).
+    Family,
 }
 
 /// Median forward+backward times (ms) of one shape; NaN for a path that was not run.
@@ -52,6 +56,14 @@ pub struct LossTimes {
     pub ce_ms: f64,
     /// Burn's own `CrossEntropyLoss`.
     pub burn_ce_ms: f64,
+    /// Label smoothing, eps 0.1 (fused).
+    pub label_smoothing_ms: f64,
+    /// Focal loss, gamma 2 (fused).
+    pub focal_ms: f64,
+    /// Poly-1 loss, epsilon 1 (fused).
+    pub poly_ms: f64,
+    /// Confidence penalty, beta 0.1 (fused).
+    pub confidence_penalty_ms: f64,
     /// The large-margin loss value (the same for both implementations).
     pub loss: f64,
 }
@@ -79,7 +91,7 @@ fn batch(n: usize, c: usize, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
 
 /// Times one forward+backward of `loss` and returns the loss value of the last run.
 fn time_loss(
-    loss: &LargeMarginInSoftmaxLoss,
+    loss: impl Fn(Tensor<2>, Tensor<1, Int>) -> Tensor<1>,
     x: &Tensor<2>,
     y: &Tensor<1, Int>,
     warmup: usize,
@@ -87,7 +99,7 @@ fn time_loss(
 ) -> (f64, f64) {
     let mut value = 0.0;
     let (median, _) = median_ms(warmup, reps, || {
-        let out = loss.forward(x.clone(), y.clone());
+        let out = loss(x.clone(), y.clone());
         let grads = out.backward();
         let g = x.grad(&grads).expect("logits have a gradient");
         value = out.into_scalar::<f32>() as f64;
@@ -113,6 +125,7 @@ pub fn measure(n: usize, c: usize, warmup: usize, reps: usize) -> LossTimes {
             LossPath::Fused,
             LossPath::Composed,
             LossPath::BurnCe,
+            LossPath::Family,
         ],
     )
 }
@@ -142,23 +155,28 @@ pub fn measure_paths(
         composed_ms: f64::NAN,
         ce_ms: f64::NAN,
         burn_ce_ms: f64::NAN,
+        label_smoothing_ms: f64::NAN,
+        focal_ms: f64::NAN,
+        poly_ms: f64::NAN,
+        confidence_penalty_ms: f64::NAN,
         loss: f64::NAN,
     };
     for path in paths {
         match path {
             LossPath::Fused => {
-                (t.fused_ms, t.loss) =
-                    time_loss(&make(LossImplementation::Fused), &x, &y, warmup, reps);
+                let loss = make(LossImplementation::Fused);
+                (t.fused_ms, t.loss) = time_loss(|x, y| loss.forward(x, y), &x, &y, warmup, reps);
             }
             LossPath::Composed => {
+                let loss = make(LossImplementation::Composed);
                 (t.composed_ms, t.loss) =
-                    time_loss(&make(LossImplementation::Composed), &x, &y, warmup, reps);
+                    time_loss(|x, y| loss.forward(x, y), &x, &y, warmup, reps);
             }
             LossPath::Ce => {
                 let ce = SoftmaxCrossEntropyLossConfig::new()
                     .init(&device)
                     .expect("default configuration is valid");
-                t.ce_ms = time_loss(&ce, &x, &y, warmup, reps).0;
+                t.ce_ms = time_loss(|x, y| ce.forward(x, y), &x, &y, warmup, reps).0;
             }
             LossPath::BurnCe => {
                 let burn_ce = CrossEntropyLossConfig::new().init(&device);
@@ -168,24 +186,41 @@ pub fn measure_paths(
                 })
                 .0;
             }
+            LossPath::Family => {
+                for (kind, slot) in [
+                    (LossKind::LabelSmoothing, &mut t.label_smoothing_ms),
+                    (LossKind::Focal, &mut t.focal_ms),
+                    (LossKind::Poly, &mut t.poly_ms),
+                    (LossKind::ConfidencePenalty, &mut t.confidence_penalty_ms),
+                ] {
+                    let loss = LossConfig::of_kind(kind)
+                        .init(&device)
+                        .expect("default configuration is valid");
+                    *slot = time_loss(|x, y| loss.forward(x, y), &x, &y, warmup, reps).0;
+                }
+            }
         }
     }
     t
 }
 
 /// The Markdown table row header for [`table_row`].
-pub const TABLE_HEADER: &str = "|     N |       C | fused ms | composed ms | our CE ms | burn CE ms | fused/CE |\n|------:|--------:|---------:|------------:|----------:|-----------:|---------:|";
+pub const TABLE_HEADER: &str = "|     N |       C | fused ms | composed ms | our CE ms | burn CE ms | fused/CE | l.smooth ms | focal ms | poly ms | conf.pen ms |\n|------:|--------:|---------:|------------:|----------:|-----------:|---------:|------------:|---------:|--------:|------------:|";
 
 /// One Markdown table row.
 pub fn table_row(t: &LossTimes) -> String {
     format!(
-        "| {:>5} | {:>7} | {:>8.3} | {:>11.3} | {:>9.3} | {:>10.3} | {:>8.2} |",
+        "| {:>5} | {:>7} | {:>8.3} | {:>11.3} | {:>9.3} | {:>10.3} | {:>8.2} | {:>11.3} | {:>8.3} | {:>7.3} | {:>11.3} |",
         t.n,
         t.c,
         t.fused_ms,
         t.composed_ms,
         t.ce_ms,
         t.burn_ce_ms,
-        t.fused_ms / t.ce_ms
+        t.fused_ms / t.ce_ms,
+        t.label_smoothing_ms,
+        t.focal_ms,
+        t.poly_ms,
+        t.confidence_penalty_ms
     )
 }

@@ -13,20 +13,44 @@ use crate::plot::{
 };
 use crate::run_folder::metrics::EpochRow;
 
-/// One colour per configuration: softmax blue and large-margin red first, as the paper's
-/// figures, then further colours in order.
+/// One colour per loss kind: softmax blue and large-margin red, as the paper's figures, then one
+/// colour for each other kind of the family; a second configuration of a kind already drawn
+/// (another lambda, say) takes the next spare colour.
 fn colour(index: usize, kind: LossKind) -> RGBColor {
-    const OTHERS: [RGBColor; 4] = [
-        RGBColor(44, 160, 44),
-        RGBColor(148, 103, 189),
-        RGBColor(255, 127, 14),
-        RGBColor(23, 190, 207),
+    const SPARE: [RGBColor; 3] = [
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
     ];
-    match (index, kind) {
-        (0, LossKind::Softmax) => BLUE,
-        (0 | 1, LossKind::LargeMargin) => RED,
-        (i, _) => OTHERS[i % OTHERS.len()],
+    let own = match kind {
+        LossKind::Softmax => BLUE,
+        LossKind::LargeMargin => RED,
+        LossKind::LabelSmoothing => RGBColor(44, 160, 44),
+        LossKind::Focal => RGBColor(148, 103, 189),
+        LossKind::Poly => RGBColor(255, 127, 14),
+        LossKind::ConfidencePenalty => RGBColor(23, 190, 207),
+    };
+    // `index` counts the groups drawn before this one with the same kind
+    if index == 0 {
+        own
+    } else {
+        SPARE[(index - 1) % SPARE.len()]
     }
+}
+
+/// For each group, how many groups before it have the same loss kind (see [`colour`]).
+fn kind_ranks(groups: &[&Group]) -> Vec<usize> {
+    groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let kind = g.key.loss.kind();
+            groups[..i]
+                .iter()
+                .filter(|h| h.key.loss.kind() == kind)
+                .count()
+        })
+        .collect()
 }
 
 fn label(g: &Group) -> String {
@@ -39,12 +63,13 @@ fn label(g: &Group) -> String {
 }
 
 fn series_of(groups: &[&Group], value: impl Fn(&EpochRow) -> f64) -> Vec<Series> {
+    let ranks = kind_ranks(groups);
     groups
         .iter()
         .enumerate()
         .map(|(i, g)| Series {
             label: label(g),
-            colour: colour(i, g.key.loss.kind()),
+            colour: colour(ranks[i], g.key.loss.kind()),
             runs: g
                 .runs
                 .iter()
@@ -129,6 +154,7 @@ fn density(values: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<(f64, f64)> {
 /// # Errors
 /// The figure cannot be drawn or written.
 pub fn margin_distribution(experiment: &str, groups: &[&Group], path: &Path) -> Result<()> {
+    let ranks = kind_ranks(groups);
     let pooled: Vec<(usize, &Group, Vec<f64>)> = groups
         .iter()
         .enumerate()
@@ -159,7 +185,7 @@ pub fn margin_distribution(experiment: &str, groups: &[&Group], path: &Path) -> 
             let bins = ((v.len() as f64).sqrt() as usize).clamp(10, 60);
             (
                 label(g),
-                colour(*i, g.key.loss.kind()),
+                colour(ranks[*i], g.key.loss.kind()),
                 density(v, lo, hi, bins),
             )
         })

@@ -98,6 +98,8 @@ fn reference(dataset: &str, arch: &str, width: f32, loss: &LossConfig) -> Option
     let official = match loss.kind() {
         LossKind::Softmax => LossConfig::of_kind(LossKind::Softmax),
         LossKind::LargeMargin => LossConfig::default(),
+        // the paper has no figures for the rest of the family
+        _ => return None,
     };
     if width != 1.0 || *loss != official {
         return None;
@@ -105,9 +107,10 @@ fn reference(dataset: &str, arch: &str, width: f32, loss: &LossConfig) -> Option
     REFERENCE_ERRORS
         .iter()
         .find(|(d, a, _, _)| *d == dataset && *a == arch)
-        .map(|&(_, _, soft, lm)| match loss.kind() {
-            LossKind::Softmax => soft,
-            LossKind::LargeMargin => lm,
+        .and_then(|&(_, _, soft, lm)| match loss.kind() {
+            LossKind::Softmax => Some(soft),
+            LossKind::LargeMargin => Some(lm),
+            _ => None,
         })
 }
 

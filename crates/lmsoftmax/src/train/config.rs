@@ -89,7 +89,7 @@ pub struct TrainConfig {
 }
 
 /// The shipped configurations, by name.
-pub const BUILTIN: [(&str, &str); 5] = [
+pub const BUILTIN: [(&str, &str); 9] = [
     ("layer13", include_str!("../../configs/layer13.toml")),
     (
         "layer13_largemargin",
@@ -98,6 +98,22 @@ pub const BUILTIN: [(&str, &str); 5] = [
     (
         "layer13_softmax",
         include_str!("../../configs/layer13_softmax.toml"),
+    ),
+    (
+        "layer13_label_smoothing",
+        include_str!("../../configs/layer13_label_smoothing.toml"),
+    ),
+    (
+        "layer13_focal",
+        include_str!("../../configs/layer13_focal.toml"),
+    ),
+    (
+        "layer13_poly",
+        include_str!("../../configs/layer13_poly.toml"),
+    ),
+    (
+        "layer13_confidence_penalty",
+        include_str!("../../configs/layer13_confidence_penalty.toml"),
     ),
     ("imagenet", include_str!("../../configs/imagenet.toml")),
     (
@@ -301,7 +317,7 @@ mod tests {
 
     #[test]
     fn step_schedules_are_range_checked() {
-        let text = BUILTIN[3].1;
+        let text = BUILTIN.iter().find(|(n, _)| *n == "imagenet").unwrap().1;
         for (from, to, named) in [
             ("gamma = 0.1", "gamma = 0.0", "gamma must be"),
             ("every = 30", "every = 0", "every must be >= 1"),
@@ -327,7 +343,7 @@ mod tests {
             "reg_lambda = 0.5\ndeg_logit = 1.0\nlabel_smoothing = 0.1\nignore_index = -100",
         );
         let c = TrainConfig::from_toml(&text).unwrap();
-        let m = c.loss.module_config();
+        let m = c.loss.large_margin_config().unwrap();
         assert_eq!(
             (m.reg_lambda, m.deg_logit, m.label_smoothing, m.ignore_index),
             (0.5, Some(1.0), 0.1, Some(-100))

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use lmsoftmax_data::{Dataset, LoaderConfig, epoch_batches};
-use lmsoftmax_loss::{LargeMarginInSoftmaxLoss, row_diagnostics};
+use lmsoftmax_loss::{LogitLoss, row_diagnostics};
 use lmsoftmax_models::Network;
 use serde::Serialize;
 
@@ -44,7 +44,7 @@ pub struct EvalStats {
 pub fn evaluate_margins(
     model: &Network,
     data: &Dataset,
-    loss: &LargeMarginInSoftmaxLoss,
+    loss: &LogitLoss,
     cfg: LoaderConfig,
     device: &Device,
 ) -> Result<(EvalStats, Vec<f64>)> {

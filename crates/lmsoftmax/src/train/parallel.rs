@@ -22,7 +22,7 @@ use burn::module::Module;
 use burn::optim::GradientsAccumulator;
 use burn::tensor::Device;
 use lmsoftmax_data::{HostBatch, batch_buffers};
-use lmsoftmax_loss::LargeMarginInSoftmaxLoss;
+use lmsoftmax_loss::LogitLoss;
 use lmsoftmax_models::Network;
 
 use super::step::shard_step;
@@ -88,7 +88,7 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Worker {
-    fn start(index: usize, device: Device, loss: LargeMarginInSoftmaxLoss) -> Self {
+    fn start(index: usize, device: Device, loss: LogitLoss) -> Self {
         let (jobs, inbox) = channel::<Job>();
         let (outbox, results) = channel();
         let handle = std::thread::Builder::new()
@@ -131,7 +131,7 @@ impl Drop for Worker {
 /// Runs training steps over a list of devices (the first is the main device).
 pub struct DataParallel {
     main: Device,
-    main_loss: LargeMarginInSoftmaxLoss,
+    main_loss: LogitLoss,
     workers: Vec<Worker>,
 }
 
@@ -143,7 +143,7 @@ impl DataParallel {
     /// No device, or the loss cannot be built.
     pub fn new(
         devices: &[Device],
-        make_loss: impl Fn(&Device) -> Result<LargeMarginInSoftmaxLoss>,
+        make_loss: impl Fn(&Device) -> Result<LogitLoss>,
     ) -> Result<Self> {
         let Some(main) = devices.first() else {
             bail!("data-parallel training needs at least one device")
@@ -235,7 +235,7 @@ mod tests {
     use burn::module::{ModuleVisitor, Param};
     use burn::optim::GradientsParams;
     use burn::tensor::{Int, Tensor};
-    use lmsoftmax_loss::LargeMarginInSoftmaxLossConfig;
+    use lmsoftmax_loss::LossConfig;
 
     /// Every gradient of `model` in `grads`, flattened in visiting order.
     fn flat(model: &Network, grads: &GradientsParams) -> Vec<Vec<f32>> {
@@ -277,11 +277,7 @@ mod tests {
         device.seed(3);
         // vgg11bow has no BatchNorm, so shards see exactly what the full batch sees
         let model = lmsoftmax_models::build("vgg11bow", 3, 10, 0.125, &device).unwrap();
-        let make_loss = |d: &Device| {
-            Ok(LargeMarginInSoftmaxLossConfig::new()
-                .with_reg_lambda(0.3)
-                .init(d)?)
-        };
+        let make_loss = |d: &Device| Ok(LossConfig::default().with_reg_lambda(0.3)?.init(d)?);
         let one = DataParallel::new(std::slice::from_ref(&device), make_loss).unwrap();
         let two = DataParallel::new(&[device.clone(), device.clone()], make_loss).unwrap();
         assert_eq!((one.devices(), two.devices()), (1, 2));
@@ -335,8 +331,9 @@ mod tests {
     fn the_scaled_shard_losses_sum_to_the_mean_loss_regulariser_included() {
         // at the loss level: logits split 5 + 3, each shard's mean scaled by its share
         let device = Device::flex().autodiff();
-        let loss = LargeMarginInSoftmaxLossConfig::new()
+        let loss = LossConfig::default()
             .with_reg_lambda(0.3)
+            .unwrap()
             .init(&device)
             .unwrap();
         let values: Vec<f32> = (0..8 * 6)
@@ -383,7 +380,7 @@ mod tests {
     fn a_failing_replica_is_an_error_not_a_hang() {
         let device = Device::flex().autodiff();
         let model = lmsoftmax_models::build("small_cnn", 3, 10, 0.25, &device).unwrap();
-        let make_loss = |d: &Device| Ok(LargeMarginInSoftmaxLossConfig::new().init(d)?);
+        let make_loss = |d: &Device| Ok(LossConfig::default().init(d)?);
         let two = DataParallel::new(&[device.clone(), device.clone()], make_loss).unwrap();
         let mut b = batch(4, 9);
         b.labels[3] = 99; // out of range in the second shard

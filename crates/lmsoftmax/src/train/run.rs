@@ -352,12 +352,7 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
     // The step reads its loss back with its other statistics and stops on a non-finite one
     // itself, so the loss's own finiteness check (one more read per step) is left out there.
     let parallel = DataParallel::new(&replicas, |d| {
-        Ok(opts
-            .config
-            .loss
-            .module_config()
-            .with_check_finite(false)
-            .init(d)?)
+        Ok(opts.config.loss.init(d)?.with_check_finite(false))
     })?;
     let loss_eval = opts.config.loss.init(&plain)?;
     let cfg = &opts.config;

@@ -5,7 +5,7 @@
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor};
 use lmsoftmax_data::HostBatch;
-use lmsoftmax_loss::{LargeMarginInSoftmaxLoss, LossError, row_diagnostics};
+use lmsoftmax_loss::{LogitLoss, LossError, row_diagnostics};
 use lmsoftmax_models::Network;
 
 /// Sums over a batch (or a shard of one), on the host.
@@ -94,7 +94,7 @@ pub fn wrong_counts(logits: &Tensor<2>, y: &Tensor<1, Int>) -> Tensor<1> {
 /// The loss's error (bad targets, non-finite logits).
 pub fn shard_step(
     model: &Network,
-    loss: &LargeMarginInSoftmaxLoss,
+    loss: &LogitLoss,
     shard: HostBatch,
     scale: f64,
     device: &Device,

@@ -3,6 +3,7 @@
 use std::process::Command;
 
 mod export;
+mod family;
 mod faults;
 mod fuzz;
 mod parallel;

@@ -14,10 +14,12 @@
 /// ```
 ///
 /// with `w` the class weights (all ones when `weight` is none). A row whose coefficients are
-/// all 0 (an ignored row) contributes 0 and gets a zero gradient.
+/// all 0 (an ignored row) contributes 0 and gets a zero gradient. With a `term` other than
+/// [`RowTerm::CrossEntropy`], `hard[n]` multiplies that term instead (and `smooth`, `reg` and
+/// `delta` must be 0).
 ///
 /// ```
-/// use lmsoftmax_kernels::flex::fused_loss::LossRows;
+/// use lmsoftmax_kernels::flex::fused_loss::{LossRows, RowTerm};
 /// // two rows of three classes, the plain sum of cross-entropies
 /// let rows = LossRows {
 ///     num_classes: 3,
@@ -27,6 +29,7 @@
 ///     reg: vec![0.0, 0.0],
 ///     delta: 0.0,
 ///     weight: None,
+///     term: RowTerm::CrossEntropy,
 /// };
 /// assert_eq!(rows.rows(), 2);
 /// ```
@@ -46,6 +49,32 @@ pub struct LossRows {
     pub delta: f64,
     /// Class weights `w` of the smoothing term, one per class (none: all ones).
     pub weight: Option<Vec<f64>>,
+    /// What `hard` multiplies: the cross-entropy, or another loss of the family.
+    pub term: RowTerm,
+}
+
+/// The per-row loss that a row's `hard` coefficient multiplies, with `p = softmax(z)` and
+/// `ce = -log p_y` (FAMILY.md, section 1).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum RowTerm {
+    /// `ce`, with the smoothing and regulariser terms of [`LossRows`].
+    #[default]
+    CrossEntropy,
+    /// Focal loss (Lin et al., 2017): `(1 - p_y)^gamma ce`, `gamma >= 0`.
+    Focal {
+        /// The focusing exponent.
+        gamma: f64,
+    },
+    /// Poly-1 loss (Leng et al., 2022): `ce + epsilon (1 - p_y)`.
+    Poly {
+        /// The weight of the first polynomial term.
+        epsilon: f64,
+    },
+    /// Confidence penalty (Pereyra et al., 2017): `ce - beta H(p)`, `H(p) = -sum_j p_j log p_j`.
+    ConfidencePenalty {
+        /// The weight of the entropy.
+        beta: f64,
+    },
 }
 
 impl LossRows {
@@ -86,6 +115,13 @@ impl LossRows {
         }
         if let Some(w) = &self.weight {
             assert!(w.len() == c, "{} class weights for {c} classes", w.len());
+        }
+        if self.term != RowTerm::CrossEntropy {
+            assert!(
+                self.delta == 0.0 && !self.needs_reg() && !self.needs_smooth(),
+                "{:?} rows take no delta, smoothing or regulariser",
+                self.term
+            );
         }
         if let Some((row, y)) = self.targets.iter().enumerate().find(|(_, y)| **y >= c) {
             panic!("target {y} of row {row} is not one of the {c} classes");

@@ -17,8 +17,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::LossRows;
 use super::real::{Real, dot, dot_centred, exp_shifted, max, sum, sum_centred};
+use super::{LossRows, RowTerm};
 
 /// What the kernel returns: per-row losses (NaN for a row whose logits are not finite) and the
 /// gradient of each row's loss, when asked for.
@@ -37,6 +37,27 @@ struct Shared<'a, F> {
     weight_total: F,
     needs_reg: bool,
     needs_smooth: bool,
+    /// The family's term of every row, when it is not the cross-entropy.
+    family: Option<Family<F>>,
+}
+
+/// [`RowTerm`] other than the cross-entropy, in the kernel's float type.
+#[derive(Clone, Copy)]
+enum Family<F> {
+    Focal(F),
+    Poly(F),
+    ConfidencePenalty(F),
+}
+
+impl<F: Real> Family<F> {
+    fn of(term: RowTerm) -> Option<Self> {
+        match term {
+            RowTerm::CrossEntropy => None,
+            RowTerm::Focal { gamma } => Some(Self::Focal(F::from_f64(gamma))),
+            RowTerm::Poly { epsilon } => Some(Self::Poly(F::from_f64(epsilon))),
+            RowTerm::ConfidencePenalty { beta } => Some(Self::ConfidencePenalty(F::from_f64(beta))),
+        }
+    }
 }
 
 /// Rows per rayon task: about 16k logits, enough to amortise scheduling.
@@ -65,6 +86,7 @@ pub(crate) fn run<F: Real>(logits: &[F], plan: &LossRows, with_grad: bool) -> Ke
         ),
         needs_reg: plan.needs_reg(),
         needs_smooth: plan.needs_smooth(),
+        family: Family::of(plan.term),
     };
     let mut out = vec![F::ZERO; rows];
     // The gradient buffer is left uninitialised: every row writes all of its entries (pass 2 of
@@ -241,6 +263,10 @@ fn row<F: Real>(
     } else {
         m + (total + (zy_shifted - m).exp_precise()).ln()
     };
+    if let Some(family) = s.family {
+        let sums = RowSums { m, lse, total };
+        return Some(family_row(family, z, y, sums, coef.hard, buf, write_grad));
+    }
     let mut loss = coef.hard * (lse - zy_shifted);
 
     if s.needs_smooth {
@@ -304,6 +330,83 @@ fn row<F: Real>(
         buf[y] = (coef.hard + coef.smooth * s.weight_total) * p_y - coef.hard - coef.smooth * w_y;
     }
     Some(loss)
+}
+
+/// What [`row`] has computed of a row that the family's terms reuse.
+#[derive(Clone, Copy)]
+struct RowSums<F> {
+    /// The non-target maximum.
+    m: F,
+    /// `log sum_j e^{z_j}`.
+    lse: F,
+    /// `S = sum_{j != y} e^{z_j - m}`.
+    total: F,
+}
+
+/// A row's loss under one of the family's terms (`delta` is 0 for them): its value times
+/// `hard` and, with `write_grad`, its gradient in `buf`, which holds `e_j = e^{z_j - m}` for
+/// `j != y` and 0 at `y` on entry. With `scale = e^{m - lse}`, `p_j = e_j scale`; `1 - p_y` is the
+/// sum of the other classes' probabilities `S scale`, exact however close `p_y` is to 1.
+///
+/// ```text
+/// focal: l = a^g ce,          dl/dz = (a^g + g p_y a^(g-1) ce) (p - onehot_y)     a = 1 - p_y
+/// poly:  l = ce + eps a,      dl/dz = (1 + eps p_y) (p - onehot_y)
+/// conf.: l = ce - beta H,     dl/dz_k = p_k - [k=y] + beta p_k (log p_k + H)
+/// ```
+#[inline(always)]
+fn family_row<F: Real>(
+    family: Family<F>,
+    z: &[F],
+    y: usize,
+    RowSums { m, lse, total }: RowSums<F>,
+    hard: F,
+    buf: &mut [F],
+    write_grad: bool,
+) -> F {
+    let zy = z[y];
+    let scale = (m - lse).exp_precise();
+    let rest = total * scale;
+    let p_y = (zy - lse).exp_precise();
+    // -log p_y = log(1 + a / p_y): accurate where p_y is near 1 and lse - z_y rounds to 0
+    let ce = if p_y > F::from_f64(0.5) {
+        (rest / p_y).ln_1p()
+    } else {
+        lse - zy
+    };
+    let (value, factor) = match family {
+        Family::Focal(gamma) => {
+            if gamma == F::ZERO {
+                (ce, F::ONE)
+            } else if rest > F::ZERO {
+                let a_g = rest.powf(gamma);
+                (a_g * ce, a_g + gamma * p_y * rest.powf(gamma - F::ONE) * ce)
+            } else {
+                (F::ZERO, F::ZERO)
+            }
+        }
+        Family::Poly(eps) => (ce + eps * rest, F::ONE + eps * p_y),
+        Family::ConfidencePenalty(beta) => {
+            // H = sum_j p_j (lse - z_j), the non-target part from the e_j and z_j - m
+            let spread = dot_centred(buf, z, m);
+            let entropy = scale * ((lse - m) * total - spread) + p_y * ce;
+            if write_grad {
+                for (e, &zk) in buf.iter_mut().zip(z) {
+                    let p = *e * scale;
+                    *e = hard * p * (F::ONE + beta * (zk - lse + entropy));
+                }
+                buf[y] = hard * (beta * p_y * (entropy - ce) - rest);
+            }
+            return hard * (ce - beta * entropy);
+        }
+    };
+    if write_grad {
+        let g = hard * factor * scale;
+        for e in buf.iter_mut() {
+            *e = *e * g;
+        }
+        buf[y] = -(hard * factor * rest);
+    }
+    hard * value
 }
 
 /// Constants of the gradient pass: `d l / d z_k` from `e_k` and `z_k` for `k != y`.

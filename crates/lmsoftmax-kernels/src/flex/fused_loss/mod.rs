@@ -8,7 +8,7 @@ mod input;
 mod kernel;
 mod real;
 
-pub use input::LossRows;
+pub use input::{LossRows, RowTerm};
 
 use std::sync::Arc;
 
@@ -38,7 +38,7 @@ pub(crate) trait FusedLossBackend: Backend {
 ///
 /// ```
 /// use burn::tensor::{Device, Tensor};
-/// use lmsoftmax_kernels::flex::fused_loss::{LossRows, fused_rows};
+/// use lmsoftmax_kernels::flex::fused_loss::{LossRows, RowTerm, fused_rows};
 /// let device = Device::flex();
 /// let logits = Tensor::<2>::from_floats([[0.0, 0.0], [3.0, 1.0]], &device);
 /// let rows = LossRows {
@@ -49,6 +49,7 @@ pub(crate) trait FusedLossBackend: Backend {
 ///     reg: vec![0.0; 2],
 ///     delta: 0.0,
 ///     weight: None,
+///     term: RowTerm::CrossEntropy,
 /// };
 /// let loss = fused_rows(logits, rows).into_data().try_to_vec::<f32>().unwrap();
 /// assert!((loss[0] - 2f32.ln()).abs() < 1e-6); // -log(1/2)

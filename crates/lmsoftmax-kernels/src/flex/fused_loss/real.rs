@@ -29,6 +29,7 @@ pub(crate) trait Real:
     fn ln(self) -> Self;
     fn ln_1p(self) -> Self;
     fn exp_precise(self) -> Self;
+    fn powf(self, e: Self) -> Self;
     fn is_finite(self) -> bool;
     fn max(self, other: Self) -> Self {
         if other > self { other } else { self }
@@ -60,6 +61,10 @@ impl Real for f32 {
         f32::exp(self)
     }
     #[inline(always)]
+    fn powf(self, e: Self) -> Self {
+        f32::powf(self, e)
+    }
+    #[inline(always)]
     fn is_finite(self) -> bool {
         f32::is_finite(self)
     }
@@ -88,6 +93,10 @@ impl Real for f64 {
     #[inline(always)]
     fn exp_precise(self) -> Self {
         f64::exp(self)
+    }
+    #[inline(always)]
+    fn powf(self, e: Self) -> Self {
+        f64::powf(self, e)
     }
     #[inline(always)]
     fn is_finite(self) -> bool {

@@ -2,11 +2,24 @@
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
-use super::{LossRows, fused_rows};
+use super::{LossRows, RowTerm, fused_rows};
 
 /// The loss of one row straight from the formula of [`LossRows`], in f64.
 fn reference_row(z: &[f64], y: usize, rows: &LossRows, n: usize) -> f64 {
     let c = z.len();
+    if rows.term != RowTerm::CrossEntropy {
+        let lse = z.iter().map(|v| v.exp()).sum::<f64>().ln();
+        let ce = lse - z[y];
+        let p_y = (-ce).exp();
+        let entropy: f64 = z.iter().map(|v| -(v - lse).exp() * (v - lse)).sum();
+        return rows.hard[n]
+            * match rows.term {
+                RowTerm::Focal { gamma } => (1.0 - p_y).powf(gamma) * ce,
+                RowTerm::Poly { epsilon } => ce + epsilon * (1.0 - p_y),
+                RowTerm::ConfidencePenalty { beta } => ce - beta * entropy,
+                RowTerm::CrossEntropy => unreachable!(),
+            };
+    }
     let w = |j: usize| rows.weight.as_ref().map_or(1.0, |w| w[j]);
     let shifted: Vec<f64> = (0..c)
         .map(|j| if j == y { z[j] - rows.delta } else { z[j] })
@@ -56,9 +69,29 @@ fn batch(m: usize, c: usize) -> (Vec<f64>, LossRows) {
             .collect(),
         delta: 0.4,
         weight: Some((0..c).map(|j| 0.5 + (j % 4) as f64 * 0.25).collect()),
+        term: RowTerm::CrossEntropy,
     };
     (z, rows)
 }
+
+/// The batch of [`batch`] for one of the family's terms (no smoothing, regulariser or delta).
+fn family_batch(m: usize, c: usize, term: RowTerm) -> (Vec<f64>, LossRows) {
+    let (z, mut rows) = batch(m, c);
+    rows.smooth = vec![0.0; m];
+    rows.reg = vec![0.0; m];
+    rows.delta = 0.0;
+    rows.weight = None;
+    rows.term = term;
+    (z, rows)
+}
+
+const FAMILY: [RowTerm; 5] = [
+    RowTerm::Focal { gamma: 2.0 },
+    RowTerm::Focal { gamma: 0.5 },
+    RowTerm::Poly { epsilon: 1.0 },
+    RowTerm::Poly { epsilon: -0.5 },
+    RowTerm::ConfidencePenalty { beta: 0.3 },
+];
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
     t.cast(DType::F64).into_data().try_to_vec::<f64>().unwrap()
@@ -69,7 +102,13 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
 #[test]
 fn rows_and_gradient_match_the_formula() {
     let (m, c) = (5, 7);
-    let (z, rows) = batch(m, c);
+    check_against_the_formula(batch(m, c), m, c);
+    for term in FAMILY {
+        check_against_the_formula(family_batch(m, c, term), m, c);
+    }
+}
+
+fn check_against_the_formula((z, rows): (Vec<f64>, LossRows), m: usize, c: usize) {
     let up: Vec<f64> = (0..m).map(|n| 1.0 + 0.5 * n as f64).collect();
     let loss_of = |z: &[f64]| -> Vec<f64> {
         (0..m)
@@ -99,7 +138,8 @@ fn rows_and_gradient_match_the_formula() {
             for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
                 assert!(
                     (g - w).abs() <= tol * (1.0 + w.abs()),
-                    "{dtype:?} {what}[{i}]: got {g}, want {w}"
+                    "{:?} {dtype:?} {what}[{i}]: got {g}, want {w}",
+                    rows.term
                 );
             }
         }
@@ -133,6 +173,44 @@ fn a_batch_split_over_threads_matches_the_formula_and_a_nan_row_is_nan() {
             (g - want).abs() <= 1e-10 * (1.0 + want.abs()),
             "row {n}: {g} vs {want}"
         );
+    }
+}
+
+/// The family's terms where the target probability is 1 to within rounding, or 0: finite, and
+/// the focal loss's `(1 - p_y)^gamma` taken from the other classes' probabilities (not 1 - p_y).
+#[test]
+fn family_rows_are_finite_at_certain_and_hopeless_rows() {
+    let c = 4;
+    let z = vec![
+        60.0, 0.0, 0.0, 0.0, // p_y = 1 - 3e-26
+        -60.0, 0.0, 0.0, 0.0, // p_y = 3e-27
+        0.0, 0.0, 0.0, 0.0, // p_y = 1/4
+    ];
+    for dtype in [DType::F64, DType::F32] {
+        for term in FAMILY {
+            let (_, mut rows) = family_batch(3, c, term);
+            rows.targets = vec![0; 3];
+            rows.hard = vec![1.0; 3];
+            let device = Device::flex().autodiff();
+            let x = Tensor::<2>::from_data(TensorData::new(z.clone(), [3, c]), (&device, dtype))
+                .require_grad();
+            let got = fused_rows(x.clone(), rows.clone());
+            let grads = got.clone().sum().backward();
+            let (loss, grad) = (values(got), values(x.grad(&grads).unwrap()));
+            assert!(
+                loss.iter().chain(&grad).all(|v| v.is_finite()),
+                "{term:?} {dtype:?}: {loss:?} {grad:?}"
+            );
+            if let (RowTerm::Focal { gamma }, DType::F64) = (term, dtype) {
+                let rest: f64 = 3.0 * (-60f64).exp() / (1.0 + 3.0 * (-60f64).exp());
+                let want = rest.powf(gamma) * (3.0 * (-60f64).exp()).ln_1p();
+                assert!(
+                    (loss[0] - want).abs() <= 1e-12 * want,
+                    "{gamma}: {} vs {want}",
+                    loss[0]
+                );
+            }
+        }
     }
 }
 

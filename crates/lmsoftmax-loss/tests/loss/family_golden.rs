@@ -1,0 +1,252 @@
+//! The margin-loss family's float64 golden vectors (FAMILY.md, section 3): every logit-level
+//! case, loss and gradient, in f64 and f32 with FAMILY.md's tolerances, for both
+//! implementations. The folder is `$LM_FAMILY_GOLDEN_DIR`, by default the copy in
+//! `tests/data/golden-family`; an empty folder, a file that does not parse, or a `loss_kind` this
+//! test does not know fails it. The margin heads' cases (`input = "embeddings"`) are counted and
+//! skipped, loudly, until the heads exist.
+
+use std::path::PathBuf;
+
+use burn::tensor::DType;
+use lmsoftmax_loss::{
+    CommonOptions, LogitLoss, LossConfig, LossImplementation, LossKind, LossReduction,
+};
+use serde::Deserialize;
+
+use crate::common::{IMPLEMENTATIONS, assert_close, run_loss};
+
+/// The heads' kinds: known, not yet implemented.
+const HEAD_KINDS: [&str; 6] = [
+    "cosface",
+    "arcface",
+    "combined",
+    "subcenter_arcface",
+    "sphereface",
+    "lsoftmax",
+];
+
+/// One golden file; the heads' own fields are read so that a head case parses too.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    loss_kind: String,
+    params: std::collections::BTreeMap<String, f64>,
+    input: String,
+    shape: Vec<usize>,
+    #[serde(default)]
+    logits: Vec<f64>,
+    target: Vec<i64>,
+    weight: Option<Vec<f64>>,
+    reduction: String,
+    ignore_index: Option<i64>,
+    upstream: Option<Vec<f64>>,
+    loss: Vec<f64>,
+    grad: Vec<f64>,
+    #[serde(default)]
+    embeddings: Vec<f64>,
+    #[serde(default)]
+    class_weight_shape: Vec<usize>,
+    #[serde(default)]
+    class_weight: Vec<f64>,
+    #[serde(default)]
+    logits_with_margin: Vec<f64>,
+    #[serde(default)]
+    grad_class_weight: Vec<f64>,
+}
+
+impl Case {
+    fn kind(&self) -> LossKind {
+        self.loss_kind
+            .replace('_', "-")
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name))
+    }
+
+    fn loss(&self, implementation: LossImplementation) -> LogitLoss {
+        let common = CommonOptions {
+            weight: self.weight.clone(),
+            ignore_index: self.ignore_index,
+            implementation,
+            ..CommonOptions::default()
+        };
+        let mut config = LossConfig::Softmax { common }.with_kind(self.kind());
+        for (name, value) in &self.params {
+            config = config
+                .with_parameter(name, *value)
+                .unwrap_or_else(|e| panic!("{}: {e}", self.name));
+        }
+        let reduction = match self.reduction.as_str() {
+            "mean" => LossReduction::Mean,
+            "sum" => LossReduction::Sum,
+            "none" => LossReduction::None,
+            other => panic!("{}: unknown reduction {other}", self.name),
+        };
+        config
+            .init(&crate::common::device())
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name))
+            .with_reduction(reduction)
+    }
+}
+
+fn golden_dir() -> PathBuf {
+    std::env::var_os("LM_FAMILY_GOLDEN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden-family")
+        })
+}
+
+/// Every case (sorted by file name); panics on an empty folder or an unknown kind.
+fn cases() -> Vec<Case> {
+    let dir = golden_dir();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read the golden folder {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    assert!(
+        !paths.is_empty(),
+        "no golden vectors (*.json) in {}: set LM_FAMILY_GOLDEN_DIR to a folder of them",
+        dir.display()
+    );
+    paths
+        .iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let case: Case =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(
+                case.input == "embeddings" && HEAD_KINDS.contains(&case.loss_kind.as_str())
+                    || case.input == "logits"
+                        && case.loss_kind.replace('_', "-").parse::<LossKind>().is_ok(),
+                "{}: loss_kind {:?} with input {:?} is not a kind this test knows",
+                p.display(),
+                case.loss_kind,
+                case.input
+            );
+            case
+        })
+        .collect()
+}
+
+fn check_all(dtype: DType, rel: f64, abs_of_max: f64) {
+    let all = cases();
+    let (logit, heads): (Vec<&Case>, Vec<&Case>) = all.iter().partition(|c| c.input == "logits");
+    for case in &logit {
+        // FAMILY.md: |a - b| <= rel |b| + abs max|b|, max over the tensor compared
+        let max = |v: &[f64]| v.iter().fold(0f64, |m, x| m.max(x.abs()));
+        for implementation in IMPLEMENTATIONS {
+            let loss = case.loss(implementation);
+            let got = run_loss(
+                &loss,
+                &case.shape,
+                &case.logits,
+                &case.target,
+                case.upstream.as_deref(),
+                dtype,
+            )
+            .unwrap_or_else(|e| panic!("{} ({implementation:?}, {dtype:?}): {e}", case.name));
+            let what = format!("{} {implementation:?} {dtype:?}", case.name);
+            let tol = |v: &[f64]| abs_of_max * max(v);
+            assert_close(
+                &format!("{what} loss"),
+                &got.loss,
+                &case.loss,
+                rel,
+                tol(&case.loss),
+            );
+            assert_close(
+                &format!("{what} grad"),
+                &got.grad,
+                &case.grad,
+                rel,
+                tol(&case.grad),
+            );
+        }
+    }
+    eprintln!(
+        "family golden {dtype:?}: {} logit-level cases passed with both implementations ({} \
+         checks); SKIPPED {} margin-head cases (the heads are not implemented yet)",
+        logit.len(),
+        logit.len() * IMPLEMENTATIONS.len(),
+        heads.len()
+    );
+    assert!(
+        !logit.is_empty(),
+        "no logit-level case in {}",
+        golden_dir().display()
+    );
+    let kinds: std::collections::BTreeSet<LossKind> = logit.iter().map(|c| c.kind()).collect();
+    assert_eq!(
+        kinds.len(),
+        LossKind::ALL.len(),
+        "a kind has no golden case: {kinds:?}"
+    );
+}
+
+#[test]
+fn family_golden_f64() {
+    check_all(DType::F64, 1e-9, 1e-12);
+}
+
+#[test]
+fn family_golden_f32() {
+    check_all(DType::F32, 1e-4, 1e-5);
+}
+
+/// Each file is named after its case and its arrays have the lengths its shapes imply.
+#[test]
+fn family_golden_files_are_consistent() {
+    for case in cases() {
+        let size: usize = case.shape.iter().product();
+        let rows = case.shape[0];
+        let loss_len = if case.reduction == "none" { rows } else { 1 };
+        let mut lengths = vec![
+            ("target", case.target.len(), rows),
+            ("grad", case.grad.len(), size),
+            ("loss", case.loss.len(), loss_len),
+        ];
+        if case.input == "logits" {
+            lengths.push(("logits", case.logits.len(), size));
+        } else {
+            let weights: usize = case.class_weight_shape.iter().product();
+            let centres = case.params.get("centers").map_or(1, |k| *k as usize);
+            let classes = case.class_weight_shape[0] / centres;
+            lengths.extend([
+                ("embeddings", case.embeddings.len(), size),
+                ("class_weight", case.class_weight.len(), weights),
+                ("grad_class_weight", case.grad_class_weight.len(), weights),
+                (
+                    "logits_with_margin",
+                    case.logits_with_margin.len(),
+                    rows * classes,
+                ),
+            ]);
+        }
+        if let Some(upstream) = &case.upstream {
+            lengths.push(("upstream", upstream.len(), rows));
+        }
+        for (field, got, want) in lengths {
+            assert_eq!(
+                got, want,
+                "{}: {field} has {got} values, want {want}",
+                case.name
+            );
+        }
+    }
+}
+
+/// The layout is read strictly: an unknown field fails the parse.
+#[test]
+fn family_golden_layout_rejects_unknown_fields() {
+    let known = r#"{"name": "t", "loss_kind": "focal", "params": {"gamma": 2.0}, "input": "logits",
+        "shape": [1, 2], "logits": [0.0, 1.0], "target": [0], "weight": null, "reduction": "mean",
+        "ignore_index": null, "upstream": null, "loss": [1.0], "grad": [0.0, 0.0]"#;
+    assert!(serde_json::from_str::<Case>(&format!("{known}}}")).is_ok());
+    let err = serde_json::from_str::<Case>(&format!("{known}, \"alpha\": 0.25}}"))
+        .expect_err("an unknown field must not parse");
+    assert!(err.to_string().contains("alpha"), "{err}");
+}
