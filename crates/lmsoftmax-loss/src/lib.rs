@@ -29,6 +29,23 @@
 //! # Ok::<(), lmsoftmax_loss::ConfigError>(())
 //! ```
 //!
+//! # Example: the rest of the family (the README's example)
+//! ```
+//! use burn::tensor::{Device, Int, Tensor};
+//! use lmsoftmax_loss::{FocalLossConfig, LossConfig, LossKind};
+//!
+//! let device = Device::flex().autodiff();
+//! let focal = FocalLossConfig::new().with_gamma(2.0).init(&device)?;
+//! let logits = Tensor::<2>::from_floats([[2.0, 0.5, -1.0]], &device).require_grad();
+//! let value = focal.forward(logits.clone(), Tensor::<1, Int>::from_ints([0], &device));
+//! let grads = value.backward();
+//! assert!(logits.grad(&grads).is_some());
+//! // any kind by name, as a training config's [loss] table or `--loss` picks it
+//! let poly = LossConfig::of_kind(LossKind::Poly).with_parameter("epsilon", 2.0)?.init(&device)?;
+//! assert_eq!(poly.kind_name(), "poly");
+//! # Ok::<(), lmsoftmax_loss::ConfigError>(())
+//! ```
+//!
 //! # Example: per-row diagnostics for logging
 //! ```
 //! use burn::tensor::{Device, Int, Tensor};
@@ -70,15 +87,16 @@ mod diagnostics;
 mod engine;
 mod family_config;
 
-// 6. The modules, each built from a validated configuration: the large-margin loss, and the one
-//    module type of every logit-level kind.
+// 6. The one module type of every logit-level kind, built from a validated configuration.
 mod logit_loss;
+
+// 7. The large-margin loss's own module (its configuration and display over a `LogitLoss`).
 mod loss;
 
-// 7. The free functions over the modules.
+// 8. The free functions over the modules.
 mod functional;
 
-// 8. A loss chosen by kind, as a training configuration's `[loss]` table holds it.
+// 9. A loss chosen by kind, as a training configuration's `[loss]` table holds it.
 mod choice;
 
 pub use choice::{CommonOptions, LossConfig, LossKind};

@@ -4,12 +4,9 @@
 use burn::module::{Content, DisplaySettings, Module, ModuleDisplay};
 use burn::tensor::{Device, Int, Tensor};
 
-use lmsoftmax_kernels::flex::fused_loss::RowTerm;
-
 use crate::config::{LargeMarginInSoftmaxLossConfig, SoftmaxCrossEntropyLossConfig};
-use crate::engine::{fused_on, planned_rows, reduce};
 use crate::error::{ConfigError, LossError};
-use crate::plan::PlanOptions;
+use crate::logit_loss::LogitLoss;
 
 // `init` lives here rather than in `config.rs`, with the type it builds, so that the module
 // depends on its configuration and not the other way round.
@@ -81,6 +78,8 @@ impl SoftmaxCrossEntropyLossConfig {
 pub struct LargeMarginInSoftmaxLoss {
     #[module(skip)]
     config: LargeMarginInSoftmaxLossConfig,
+    /// The same loss as the family's module, which computes it.
+    inner: LogitLoss,
 }
 
 impl ModuleDisplay for LargeMarginInSoftmaxLoss {
@@ -110,7 +109,8 @@ impl ModuleDisplay for LargeMarginInSoftmaxLoss {
 
 impl LargeMarginInSoftmaxLoss {
     pub(crate) fn from_validated(config: LargeMarginInSoftmaxLossConfig) -> Self {
-        Self { config }
+        let inner = LogitLoss::from_large_margin("large-margin", &config);
+        Self { config, inner }
     }
 
     /// The configuration this loss was built from.
@@ -132,7 +132,7 @@ impl LargeMarginInSoftmaxLoss {
     /// assert!(!composed.uses_fused(&device));
     /// ```
     pub fn uses_fused(&self, device: &Device) -> bool {
-        fused_on(self.config.implementation, device).unwrap_or(false)
+        self.inner.uses_fused(device)
     }
 
     /// The loss of `logits` `[N, C]` or `[N, C, d1, .., dk]` against class indices `targets`
@@ -151,8 +151,7 @@ impl LargeMarginInSoftmaxLoss {
         logits: Tensor<D>,
         targets: Tensor<T, Int>,
     ) -> Tensor<1> {
-        self.try_forward(logits, targets)
-            .unwrap_or_else(|err| panic!("{err}"))
+        self.inner.forward(logits, targets)
     }
 
     /// As [`forward`](Self::forward), returning an error instead of panicking.
@@ -166,8 +165,7 @@ impl LargeMarginInSoftmaxLoss {
         logits: Tensor<D>,
         targets: Tensor<T, Int>,
     ) -> Result<Tensor<1>, LossError> {
-        let rows = self.rows(logits, targets)?;
-        Ok(reduce(rows, self.config.reduction))
+        self.inner.try_forward(logits, targets)
     }
 
     /// The per-row losses `w_y ce + lambda reg` (0 for ignored rows), shaped like the targets,
@@ -181,37 +179,7 @@ impl LargeMarginInSoftmaxLoss {
         logits: Tensor<D>,
         targets: Tensor<T, Int>,
     ) -> Result<Tensor<T>, LossError> {
-        let shape = targets.dims();
-        Ok(self.rows(logits, targets)?.reshape(shape))
-    }
-
-    /// Per-row losses, `[rows]`.
-    fn rows<const D: usize, const T: usize>(
-        &self,
-        logits: Tensor<D>,
-        targets: Tensor<T, Int>,
-    ) -> Result<Tensor<1>, LossError> {
-        let c = &self.config;
-        planned_rows(
-            &plan_options(c),
-            c.implementation,
-            c.check_finite,
-            logits,
-            targets,
-        )
-    }
-}
-
-/// The hyper-parameters of a validated configuration, as the row plan takes them.
-fn plan_options(config: &LargeMarginInSoftmaxLossConfig) -> PlanOptions<'_> {
-    PlanOptions {
-        reg_lambda: config.reg_lambda,
-        deg_logit: config.deg_logit.unwrap_or(0.0),
-        weight: config.weight.as_deref(),
-        ignore_index: config.ignore_index,
-        reduction: config.reduction,
-        label_smoothing: config.label_smoothing,
-        term: RowTerm::CrossEntropy,
+        self.inner.forward_no_reduction(logits, targets)
     }
 }
 

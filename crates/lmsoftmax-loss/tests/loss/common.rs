@@ -159,3 +159,33 @@ pub fn pseudo_random(n: usize, seed: u64, scale: f64) -> Vec<f64> {
         })
         .collect()
 }
+
+/// Every `*.json` file of `dir` parsed as `T`, with its path, sorted by path. Panics naming the
+/// folder (and `env`, the variable that names it) when it is unreadable or holds no such file,
+/// and naming the file when one does not parse.
+pub fn read_golden<T: serde::de::DeserializeOwned>(
+    dir: &std::path::Path,
+    env: &str,
+) -> Vec<(std::path::PathBuf, T)> {
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read the golden folder {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    assert!(
+        !paths.is_empty(),
+        "no golden vectors (*.json) in {}: set {env} to a folder of them",
+        dir.display()
+    );
+    paths
+        .into_iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let case =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p, case)
+        })
+        .collect()
+}

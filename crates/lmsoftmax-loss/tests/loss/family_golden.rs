@@ -13,7 +13,7 @@ use lmsoftmax_loss::{
 };
 use serde::Deserialize;
 
-use crate::common::{IMPLEMENTATIONS, assert_close, run_loss};
+use crate::common::{IMPLEMENTATIONS, assert_close, read_golden, run_loss};
 
 /// The heads' kinds: known, not yet implemented.
 const HEAD_KINDS: [&str; 6] = [
@@ -99,29 +99,14 @@ fn golden_dir() -> PathBuf {
 
 /// Every case (sorted by file name); panics on an empty folder or an unknown kind.
 fn cases() -> Vec<Case> {
-    let dir = golden_dir();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read the golden folder {}: {e}", dir.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    paths.sort();
-    assert!(
-        !paths.is_empty(),
-        "no golden vectors (*.json) in {}: set LM_FAMILY_GOLDEN_DIR to a folder of them",
-        dir.display()
-    );
-    paths
-        .iter()
-        .map(|p| {
-            let text =
-                std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            let case: Case =
-                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    read_golden::<Case>(&golden_dir(), "LM_FAMILY_GOLDEN_DIR")
+        .into_iter()
+        .map(|(p, case)| {
+            let head = case.input == "embeddings" && HEAD_KINDS.contains(&case.loss_kind.as_str());
+            let logit = case.input == "logits"
+                && case.loss_kind.replace('_', "-").parse::<LossKind>().is_ok();
             assert!(
-                case.input == "embeddings" && HEAD_KINDS.contains(&case.loss_kind.as_str())
-                    || case.input == "logits"
-                        && case.loss_kind.replace('_', "-").parse::<LossKind>().is_ok(),
+                head || logit,
                 "{}: loss_kind {:?} with input {:?} is not a kind this test knows",
                 p.display(),
                 case.loss_kind,

@@ -12,7 +12,7 @@ use burn::tensor::DType;
 use lmsoftmax_loss::{LargeMarginInSoftmaxLossConfig, LossReduction};
 use serde::Deserialize;
 
-use crate::common::{IMPLEMENTATIONS, assert_close, run};
+use crate::common::{IMPLEMENTATIONS, assert_close, read_golden, run};
 
 /// One golden file; a field not listed here is an error, not silently skipped.
 #[derive(Debug, Deserialize)]
@@ -56,28 +56,7 @@ fn golden_dir() -> PathBuf {
 
 /// Every case with the file it came from, sorted by path.
 fn case_files() -> Vec<(PathBuf, Case)> {
-    let dir = golden_dir();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read the golden folder {}: {e}", dir.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    paths.sort();
-    assert!(
-        !paths.is_empty(),
-        "no golden vectors (*.json) in {}: set LM_GOLDEN_DIR to a folder of them",
-        dir.display()
-    );
-    paths
-        .into_iter()
-        .map(|p| {
-            let text =
-                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            let case =
-                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            (p, case)
-        })
-        .collect()
+    read_golden(&golden_dir(), "LM_GOLDEN_DIR")
 }
 
 fn cases() -> Vec<Case> {
