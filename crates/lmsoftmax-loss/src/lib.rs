@@ -87,7 +87,9 @@ mod diagnostics;
 mod engine;
 mod family_config;
 
-// 6. The one module type of every logit-level kind, built from a validated configuration.
+// 6. The one module type of every logit-level kind, built from a validated configuration; and
+//    the margin heads, which own their class weights.
+mod heads;
 mod logit_loss;
 
 // 7. The large-margin loss's own module (its configuration and display over a `LogitLoss`).
@@ -109,6 +111,7 @@ pub use family_config::{
     ConfidencePenaltyLossConfig, FocalLossConfig, LabelSmoothingLossConfig, PolyLossConfig,
 };
 pub use functional::{large_margin_in_softmax_loss, softmax_cross_entropy};
+pub use heads::{HeadKind, LambdaSchedule, MarginHead};
 pub use logit_loss::LogitLoss;
 pub use loss::LargeMarginInSoftmaxLoss;
 pub use reduction::LossReduction;

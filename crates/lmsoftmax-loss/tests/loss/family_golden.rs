@@ -1,21 +1,22 @@
 //! The margin-loss family's float64 golden vectors (FAMILY.md, section 3): every logit-level
 //! case, loss and gradient, in f64 and f32 with FAMILY.md's tolerances, for both
-//! implementations. The folder is `$LM_FAMILY_GOLDEN_DIR`, by default the copy in
-//! `tests/data/golden-family`; an empty folder, a file that does not parse, or a `loss_kind` this
-//! test does not know fails it. The margin heads' cases (`input = "embeddings"`) are counted and
-//! skipped, loudly, until the heads exist.
+//! implementations; and every margin-head case (loss, margin logits, the gradients of the
+//! embeddings and of the class weights). The folder is `$LM_FAMILY_GOLDEN_DIR`, by default the
+//! copy in `tests/data/golden-family`; an empty folder, a file that does not parse, or a
+//! `loss_kind` this test does not know fails it.
 
 use std::path::PathBuf;
 
-use burn::tensor::DType;
+use burn::tensor::{DType, Int, Tensor, TensorData};
 use lmsoftmax_loss::{
-    CommonOptions, LogitLoss, LossConfig, LossImplementation, LossKind, LossReduction,
+    CommonOptions, HeadKind, LogitLoss, LossConfig, LossImplementation, LossKind, LossReduction,
+    MarginHead,
 };
 use serde::Deserialize;
 
-use crate::common::{IMPLEMENTATIONS, assert_close, read_golden, run_loss};
+use crate::common::{IMPLEMENTATIONS, assert_close, read_golden, run_loss, to_f64};
 
-/// The heads' kinds: known, not yet implemented.
+/// The heads' kinds.
 const HEAD_KINDS: [&str; 6] = [
     "cosface",
     "arcface",
@@ -56,6 +57,56 @@ struct Case {
 }
 
 impl Case {
+    fn param(&self, name: &str) -> f64 {
+        *self
+            .params
+            .get(name)
+            .unwrap_or_else(|| panic!("{}: no parameter {name}", self.name))
+    }
+
+    fn head_kind(&self) -> HeadKind {
+        let p = |n| self.param(n);
+        match self.loss_kind.as_str() {
+            "cosface" => HeadKind::CosFace {
+                scale: p("scale"),
+                margin: p("margin"),
+            },
+            "arcface" => HeadKind::ArcFace {
+                scale: p("scale"),
+                margin: p("margin"),
+            },
+            "combined" => HeadKind::Combined {
+                scale: p("scale"),
+                m1: p("m1"),
+                m2: p("m2"),
+                m3: p("m3"),
+            },
+            "subcenter_arcface" => HeadKind::SubcenterArcFace {
+                scale: p("scale"),
+                margin: p("margin"),
+                centers: p("centers") as usize,
+            },
+            "sphereface" => HeadKind::SphereFace {
+                margin: p("margin") as u32,
+                lambda: p("lambda"),
+            },
+            "lsoftmax" => HeadKind::LSoftmax {
+                margin: p("margin") as u32,
+                lambda: p("lambda"),
+            },
+            other => panic!("{}: not a head: {other}", self.name),
+        }
+    }
+
+    fn reduction(&self) -> LossReduction {
+        match self.reduction.as_str() {
+            "mean" => LossReduction::Mean,
+            "sum" => LossReduction::Sum,
+            "none" => LossReduction::None,
+            other => panic!("{}: unknown reduction {other}", self.name),
+        }
+    }
+
     fn kind(&self) -> LossKind {
         self.loss_kind
             .replace('_', "-")
@@ -76,16 +127,10 @@ impl Case {
                 .with_parameter(name, *value)
                 .unwrap_or_else(|e| panic!("{}: {e}", self.name));
         }
-        let reduction = match self.reduction.as_str() {
-            "mean" => LossReduction::Mean,
-            "sum" => LossReduction::Sum,
-            "none" => LossReduction::None,
-            other => panic!("{}: unknown reduction {other}", self.name),
-        };
         config
             .init(&crate::common::device())
             .unwrap_or_else(|e| panic!("{}: {e}", self.name))
-            .with_reduction(reduction)
+            .with_reduction(self.reduction())
     }
 }
 
@@ -152,12 +197,20 @@ fn check_all(dtype: DType, rel: f64, abs_of_max: f64) {
             );
         }
     }
+    for case in &heads {
+        check_head(case, dtype, rel, abs_of_max);
+    }
     eprintln!(
         "family golden {dtype:?}: {} logit-level cases passed with both implementations ({} \
-         checks); SKIPPED {} margin-head cases (the heads are not implemented yet)",
+         checks), {} margin-head cases (loss, margin logits, both gradients)",
         logit.len(),
         logit.len() * IMPLEMENTATIONS.len(),
         heads.len()
+    );
+    assert!(
+        !heads.is_empty(),
+        "no margin-head case in {}",
+        golden_dir().display()
     );
     assert!(
         !logit.is_empty(),
@@ -170,6 +223,48 @@ fn check_all(dtype: DType, rel: f64, abs_of_max: f64) {
         LossKind::ALL.len(),
         "a kind has no golden case: {kinds:?}"
     );
+}
+
+/// One head case: the loss, the margin logits, `d/dx` and `d/dW` (composed ops, autodiff).
+fn check_head(case: &Case, dtype: DType, rel: f64, abs_of_max: f64) {
+    let device = crate::common::device();
+    let [n, d] = [case.shape[0], case.shape[1]];
+    let tensor = |v: &[f64], shape: [usize; 2]| {
+        Tensor::<2>::from_data(TensorData::new(v.to_vec(), shape), (&device, dtype))
+    };
+    let cw = [case.class_weight_shape[0], case.class_weight_shape[1]];
+    let x = tensor(&case.embeddings, [n, d]).require_grad();
+    let w = tensor(&case.class_weight, cw).require_grad();
+    let head =
+        MarginHead::from_weight(case.head_kind(), w.clone()).with_reduction(case.reduction());
+    let y = Tensor::<1, Int>::from_data(TensorData::new(case.target.clone(), [n]), &device);
+    let f = head.margin_logits(x.clone(), y.clone()).unwrap();
+    let loss = head.try_forward(x.clone(), y).unwrap();
+    let grads = loss.clone().sum().backward();
+    let max = |v: &[f64]| v.iter().fold(0f64, |m, x| m.max(x.abs()));
+    let what = format!("{} {dtype:?}", case.name);
+    for (part, got, want) in [
+        ("loss", to_f64(loss), &case.loss),
+        ("margin logits", to_f64(f), &case.logits_with_margin),
+        ("grad", to_f64(x.grad(&grads).unwrap()), &case.grad),
+        (
+            "grad_class_weight",
+            to_f64(w.grad(&grads).unwrap()),
+            &case.grad_class_weight,
+        ),
+    ] {
+        assert!(
+            got.iter().all(|v| v.is_finite()),
+            "{what} {part}: not finite: {got:?}"
+        );
+        assert_close(
+            &format!("{what} {part}"),
+            &got,
+            want,
+            rel,
+            abs_of_max * max(want),
+        );
+    }
 }
 
 #[test]

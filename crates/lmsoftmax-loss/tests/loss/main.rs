@@ -3,6 +3,7 @@
 //! - `golden`: the official code's float64 golden vectors, both implementations, every dtype.
 //! - `family_golden`: the margin-loss family's float64 golden vectors (FAMILY.md).
 //! - `family`: properties of the logit-level family (neutral parameters, focal, agreement).
+//! - `heads`: the margin heads at cos = ±1 and zero rows, and their special cases.
 //! - `properties`: proptest invariances and finite-difference gradients.
 //! - `equivalence`: lambda = 0 against Burn's `CrossEntropyLoss`, options that must not matter.
 //! - `errors`: every error path with its message.
@@ -17,5 +18,6 @@ mod errors;
 mod family;
 mod family_golden;
 mod golden;
+mod heads;
 mod numerics;
 mod properties;
