@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Side-by-side loss benchmark: `lmsoftmax bench loss --all` against the PyTorch reference
 (shared/bench/ref_loss.py: F.cross_entropy and the official large-margin loss), 1 and 2 threads,
-in one session. Prints a Markdown table of ratios (absolute times on shared machines are noise).
+in one session. Prints a Markdown table of ratios (absolute times on shared machines are noise),
+then one for the rest of the logit-level family (label smoothing, focal, Poly-1, confidence
+penalty at their FAMILY.md defaults) against PyTorch versions of the same formulas written here.
 
 Usage: scripts/bench_loss.py [--shared ../shared] [--reps 50]
 The PyTorch side runs with the python of shared/bench/setup-torch.sh (installed if missing).
@@ -14,6 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+FAMILY = ["label_smoothing", "focal", "poly", "confidence_penalty"]
 
 
 def torch_python(shared: Path) -> str:
@@ -34,12 +37,39 @@ a = torch.randn(512, 512); t_end = time.perf_counter() + 2.0
 while time.perf_counter() < t_end: a @ a
 lm = ref_loss.LargeMarginInSoftmaxLoss(reg_lambda=0.3)
 ce = lambda x, t: F.cross_entropy(x, t)
+
+# The family from FAMILY.md's formulas, mean over rows, in the plainest PyTorch.
+def target_log_prob(x, t):
+    return F.log_softmax(x, 1).gather(1, t[:, None])[:, 0]
+
+def focal(x, t, gamma=2.0):
+    lpt = target_log_prob(x, t)
+    return (-(1 - lpt.exp()) ** gamma * lpt).mean()
+
+def poly(x, t, epsilon=1.0):
+    lpt = target_log_prob(x, t)
+    return (-lpt + epsilon * (1 - lpt.exp())).mean()
+
+def confidence_penalty(x, t, beta=0.1):
+    logp = F.log_softmax(x, 1)
+    entropy = -(logp.exp() * logp).sum(1)
+    return (F.nll_loss(logp, t, reduction="none") - beta * entropy).mean()
+
+family = {
+    "label_smoothing": lambda x, t: F.cross_entropy(x, t, label_smoothing=0.1),
+    "focal": focal,
+    "poly": poly,
+    "confidence_penalty": confidence_penalty,
+}
 for (n, c) in ref_loss.SHAPES:
     x = torch.randn(n, c, dtype=torch.float32, requires_grad=True)
     t = torch.randint(0, c, (n,))
     ce_ms = ref_loss.time_fwd_bwd(ce, x, t, reps=reps)[0]
     lm_ms = ref_loss.time_fwd_bwd(lm, x, t, reps=reps)[0]
-    print(json.dumps({"n": n, "c": c, "torch_ce_ms": ce_ms, "torch_lm_ms": lm_ms}))
+    row = {"n": n, "c": c, "torch_ce_ms": ce_ms, "torch_lm_ms": lm_ms}
+    for name, f in family.items():
+        row[f"torch_{name}_ms"] = ref_loss.time_fwd_bwd(f, x, t, reps=reps)[0]
+    print(json.dumps(row))
 """
 
 
@@ -68,6 +98,7 @@ def main():
     print("| threads | N x C | fused LM / our CE | official LM / fused LM | F.cross_entropy / fused LM "
           "| F.cross_entropy / our CE | composed LM / fused LM |")
     print("|---:|---|---:|---:|---:|---:|---:|")
+    results = []
     for threads in (1, 2):
         ours = run_ours(threads, args.reps)
         theirs = run_torch(python, shared, threads, args.reps)
@@ -79,6 +110,16 @@ def main():
                   flush=True)
         for o, t in zip(ours, theirs):
             print(f"<!-- {threads} threads raw ms: {json.dumps({**o, **t})} -->", file=sys.stderr)
+        results.append((threads, ours, theirs))
+    print()
+    print("| threads | N x C | kind | ours / our CE | F.cross_entropy / ours | PyTorch same formula / ours |")
+    print("|---:|---|---|---:|---:|---:|")
+    for threads, ours, theirs in results:
+        for o, t in zip(ours, theirs):
+            for kind in FAMILY:
+                ms = o[f"{kind}_ms"]
+                print(f"| {threads} | {o['n']} x {o['c']} | {kind} | {ms / o['ce_ms']:.2f} "
+                      f"| {t['torch_ce_ms'] / ms:.2f} | {t[f'torch_{kind}_ms'] / ms:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
