@@ -89,6 +89,7 @@ pub fn train_epoch(
         };
         let batch = batch?;
         let data_time = waited.elapsed().as_secs_f64();
+        super::phases::enter_step(epoch, b);
         let out = parallel
             .step(&model, batch)
             .map_err(|e| step_failure(e, plan, epoch, b))?;

@@ -1,6 +1,7 @@
 //! A test hook: with [`PHASE_PAUSE_ENV`] set, a run announces each phase of an epoch on standard
-//! error (`phase: train 2`, `phase: evaluate 2`, `phase: checkpoint 2`, epochs from 1) and then
-//! pauses, so that a test can kill it in a phase it chooses (the fault-injection tests).
+//! error (`phase: train 2`, `phase: step 2.3` for batch 3 of epoch 2, `phase: evaluate 2`,
+//! `phase: checkpoint 2`, counted from 1) and then pauses, so that a test can kill the run, or
+//! change its data, in a phase it chooses (the fault-injection tests).
 
 use std::time::Duration;
 
@@ -30,12 +31,22 @@ impl Phase {
 
 /// Announces `phase` of `epoch` (0-based) and pauses, when the hook is on; nothing otherwise.
 pub fn enter(phase: Phase, epoch: usize) {
+    announce(|| format!("{} {}", phase.name(), epoch + 1));
+}
+
+/// Announces training batch `batch` of `epoch` (both 0-based), its data in hand, and pauses,
+/// when the hook is on.
+pub fn enter_step(epoch: usize, batch: usize) {
+    announce(|| format!("step {}.{}", epoch + 1, batch + 1));
+}
+
+fn announce(what: impl FnOnce() -> String) {
     let Some(pause) = std::env::var(PHASE_PAUSE_ENV)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     else {
         return;
     };
-    eprintln!("phase: {} {}", phase.name(), epoch + 1);
+    eprintln!("phase: {}", what());
     std::thread::sleep(Duration::from_millis(pause));
 }

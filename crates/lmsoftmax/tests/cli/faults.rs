@@ -196,7 +196,7 @@ fn folder_run(data: &Path, out: &Path) -> Vec<String> {
         "--epochs",
         "2",
         "--batch-size",
-        "8",
+        "4",
         "--workers",
         "1",
         "--data",
@@ -208,9 +208,10 @@ fn folder_run(data: &Path, out: &Path) -> Vec<String> {
     .collect()
 }
 
-/// Every training image removed, or every one cut to half its length, after the run started
-/// and as epoch 2 begins: the run stops with an error naming an image, epoch 1's checkpoint is
-/// intact, and once the files are back the resume ends as the uninterrupted run.
+/// Every training image removed, or every one cut to half its length, in the middle of epoch 2
+/// (its second batch in hand, the loader at most two batches ahead, six to go): the run stops
+/// with an error naming an image, epoch 1's checkpoint is intact, and once the files are back the
+/// resume ends as the uninterrupted run.
 #[test]
 fn dataset_files_removed_or_truncated_under_a_running_training() {
     let dir = tempfile::tempdir().unwrap();
@@ -227,7 +228,7 @@ fn dataset_files_removed_or_truncated_under_a_running_training() {
     let saved = dir.path().join("saved");
     for (case, expected) in [("removed", "cannot read the file"), ("truncated", ".png")] {
         let parts = dir.path().join(format!("parts-{case}"));
-        let (code, seen) = run_until_phase(&folder_run(&data, &parts), "train 2", |_| {
+        let (code, seen) = run_until_phase(&folder_run(&data, &parts), "step 2.2", |_| {
             copy_tree(&train, &saved);
             for file in files_under(&train) {
                 if case == "removed" {
@@ -239,6 +240,10 @@ fn dataset_files_removed_or_truncated_under_a_running_training() {
             }
         });
         assert!(matches!(code, Some(1 | 2)), "{case}: exit {code:?}: {seen}");
+        assert!(
+            !seen.contains("phase: evaluate 2"),
+            "{case}: the epoch went on to its end: {seen}"
+        );
         let message = seen
             .lines()
             .filter(|l| !l.starts_with("phase:"))
