@@ -5,7 +5,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use crate::composed::{compute_dtype, nontarget_regulariser, nontarget_softmax};
 use crate::error::LossError;
-use crate::rows::{flatten_rows, read_targets};
+use crate::rows::{check_targets, flatten_rows, read_targets};
 
 /// Per-row diagnostics, each `[rows]` (rows = every position of the targets, row-major), in
 /// f32 (f64 for f64 logits), detached from any autodiff graph.
@@ -42,17 +42,7 @@ pub fn row_diagnostics<const D: usize, const T: usize>(
     let x = compute_dtype(flatten_rows(logits.detach(), &targets)?);
     let [rows, classes] = x.dims();
     let host = read_targets(targets);
-    if let Some((row, &target)) = host
-        .iter()
-        .enumerate()
-        .find(|(_, t)| **t < 0 || **t as u64 >= classes as u64)
-    {
-        return Err(LossError::TargetOutOfRange {
-            row,
-            target,
-            num_classes: classes,
-        });
-    }
+    check_targets(&host, classes)?;
     let targets = Tensor::<1, Int>::from_data(TensorData::new(host, [rows]), &x.device());
     let index = targets.reshape([rows, 1]);
     let is_target: Tensor<2, Bool> = index.clone().one_hot_dim(classes);

@@ -17,10 +17,12 @@
 use std::f64::consts::PI;
 
 use burn::module::{Module, Param};
-use burn::tensor::{Bool, DType, Device, Distribution, Int, Tensor};
+use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 
+use crate::composed::compute_dtype;
 use crate::error::{ConfigError, LossError};
 use crate::reduction::LossReduction;
+use crate::rows::{check_targets, read_targets};
 
 /// Which head, with its parameters (defaults as FAMILY.md).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -368,22 +370,7 @@ impl MarginHead {
             });
         }
         let classes = self.classes();
-        let targets: Vec<i64> = y
-            .clone()
-            .into_data()
-            .try_into_vec_as::<i64>()
-            .expect("integer targets");
-        if let Some((row, &target)) = targets
-            .iter()
-            .enumerate()
-            .find(|(_, t)| **t < 0 || **t as u64 >= classes as u64)
-        {
-            return Err(LossError::TargetOutOfRange {
-                row,
-                target,
-                num_classes: classes,
-            });
-        }
+        check_targets(&read_targets(y.clone()), classes)?;
         let y = y.reshape([n, 1]);
         let is_target: Tensor<2, Bool> = y.clone().reshape([n]).one_hot::<2>(classes).equal_elem(1);
         let (cos, x_norm) = self.cosines(x.clone());
@@ -495,16 +482,10 @@ fn binomial(n: u32, k: u32) -> f64 {
     (0..k).fold(1.0, |acc, i| acc * f64::from(n - i) / f64::from(i + 1))
 }
 
-/// Half-precision embeddings are computed in f32.
-fn compute_dtype(x: Tensor<2>) -> Tensor<2> {
-    match x.dtype() {
-        DType::F16 | DType::BF16 => x.cast(DType::F32),
-        _ => x,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use burn::tensor::DType;
+
     use super::*;
 
     #[test]

@@ -53,6 +53,22 @@ pub(crate) fn flatten_rows<const D: usize, const T: usize>(
     })
 }
 
+/// The first target outside `[0, classes)`, as the error naming its row.
+pub(crate) fn check_targets(targets: &[i64], classes: usize) -> Result<(), LossError> {
+    match targets
+        .iter()
+        .enumerate()
+        .find(|(_, t)| **t < 0 || **t as u64 >= classes as u64)
+    {
+        Some((row, &target)) => Err(LossError::TargetOutOfRange {
+            row,
+            target,
+            num_classes: classes,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The targets as host integers, row-major.
 pub(crate) fn read_targets<const T: usize>(targets: Tensor<T, Int>) -> Vec<i64> {
     targets
