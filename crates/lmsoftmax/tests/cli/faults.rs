@@ -449,3 +449,61 @@ fn an_unreadable_dataset_folder_is_reported_as_unreadable_once() {
         }
     }
 }
+
+/// A run that diverges in epoch 2 (its learning rate jumps by 1e12) stops with the epoch and the
+/// batch, names epoch 1's checkpoint as intact, and that checkpoint is epoch 1's: `eval` of it
+/// reproduces epoch 1's test error.
+#[test]
+fn a_run_diverging_after_a_checkpoint_names_it_and_leaves_it_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jump.toml");
+    std::fs::write(
+        &config,
+        "name = \"jump\"\nepochs = 2\nbatch_size = 64\nmomentum = 0.9\nweight_decay = 1e-4\n\
+         [loss]\nkind = \"large-margin\"\n[lr]\nkind = \"step\"\nstart = 0.01\ngamma = 1e12\n\
+         every = 1\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let res = lmsoftmax()
+        .args(super::TINY_RUN)
+        .arg("--config")
+        .arg(&config)
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("at epoch 2 batch")
+            && stderr.contains("lower the learning rate")
+            && stderr.contains("checkpoint-last.ckpt is intact"),
+        "{stderr}"
+    );
+    assert_eq!(epochs_in(&out.join("checkpoint-last.ckpt")), 1);
+    let res = lmsoftmax()
+        .args(["eval", "--dataset", "synthetic", "--synthetic-train", "256"])
+        .args([
+            "--synthetic-test",
+            "64",
+            "--batch-size",
+            "64",
+            "--json",
+            "--checkpoint",
+        ])
+        .arg(out.join("checkpoint-last.ckpt"))
+        .output()
+        .unwrap();
+    assert_ok(&res);
+    let top1 = super::last_json(&res)["top1_err"].as_f64().unwrap();
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let row1: Vec<f64> = csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(top1, row1[8], "{csv}");
+}
