@@ -7,6 +7,9 @@ use std::time::Duration;
 
 /// Environment variable (a test hook): milliseconds to pause after announcing each phase.
 pub const PHASE_PAUSE_ENV: &str = "LMSOFTMAX_TEST_PHASE_PAUSE_MS";
+/// Environment variable (with [`PHASE_PAUSE_ENV`]): pause only at this phase (`step 2.2`,
+/// `evaluate 2`, ...); every phase is still announced.
+pub const PHASE_PAUSE_AT_ENV: &str = "LMSOFTMAX_TEST_PHASE_PAUSE_AT";
 
 /// The phases of an epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +50,10 @@ fn announce(what: impl FnOnce() -> String) {
     else {
         return;
     };
-    eprintln!("phase: {}", what());
+    let what = what();
+    eprintln!("phase: {what}");
+    if std::env::var(PHASE_PAUSE_AT_ENV).is_ok_and(|at| at != what) {
+        return;
+    }
     std::thread::sleep(Duration::from_millis(pause));
 }

@@ -19,7 +19,8 @@ use super::{assert_ok, lmsoftmax, metrics_without_timings, tiny_train};
 const PAUSE_MS: &str = "300";
 
 /// Starts `args` with the phase hook on, reads its standard error until it announces `phase`,
-/// runs `act` there (the run is paused), then lets it go on and returns its status and stderr.
+/// runs `act` there (the run is paused at that phase only), then lets it go on and returns its
+/// status and stderr.
 fn run_until_phase(
     args: &[String],
     phase: &str,
@@ -39,6 +40,7 @@ fn run_until_phase_with(
         .args(args)
         .envs(envs.iter().copied())
         .env(lmsoftmax::train::phases::PHASE_PAUSE_ENV, PAUSE_MS)
+        .env(lmsoftmax::train::phases::PHASE_PAUSE_AT_ENV, phase)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -109,7 +111,9 @@ fn killed_while_writing_each_file_of_an_epoch_then_resumed_gives_the_same_metric
     for file in files {
         let parts = dir.path().join(format!("parts-{file}"));
         let tmp = parts.join(format!("{file}.tmp"));
-        let slow = [(lmsoftmax::atomic::SLOW_WRITE_ENV, "15")];
+        // 50 ms per 64 KiB written: each temporary file lives long enough for the 1 ms poll
+        // below to see it, on a loaded machine too
+        let slow = [(lmsoftmax::atomic::SLOW_WRITE_ENV, "50")];
         let (code, seen) =
             run_until_phase_with(&tiny_train(&parts), &slow, "checkpoint 2", |child| {
                 let deadline = Instant::now() + Duration::from_secs(60);
