@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{TINY_RUN, assert_ok, last_json, lmsoftmax};
+use super::{TINY_RUN, assert_ok, eval_tiny, last_json, lmsoftmax, metrics_row};
 
 /// A 1-epoch tiny run of `kind` (extra flags after), into `out`.
 fn train(out: &Path, kind: &str, extra: &[&str]) -> std::process::Output {
@@ -86,29 +86,8 @@ fn every_kind_trains_reports_evaluates_and_refuses_another_kinds_checkpoint() {
     }
 
     // eval of a focal checkpoint reproduces its last epoch's test error and focal loss
-    let res = lmsoftmax()
-        .args(["eval", "--dataset", "synthetic", "--synthetic-train", "256"])
-        .args([
-            "--synthetic-test",
-            "64",
-            "--batch-size",
-            "64",
-            "--json",
-            "--checkpoint",
-        ])
-        .arg(runs.join("focal").join("checkpoint-last.ckpt"))
-        .output()
-        .unwrap();
-    assert_ok(&res);
-    let v = last_json(&res);
-    let csv = std::fs::read_to_string(runs.join("focal").join("metrics.csv")).unwrap();
-    let last: Vec<f64> = csv
-        .lines()
-        .last()
-        .unwrap()
-        .split(',')
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let v = eval_tiny(&runs.join("focal").join("checkpoint-last.ckpt"));
+    let last = metrics_row(&runs.join("focal"), 1);
     assert_eq!(v["top1_err"].as_f64().unwrap(), last[8], "{v}");
     assert!(
         (v["loss"].as_f64().unwrap() - last[7]).abs() < 1e-6,

@@ -13,7 +13,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{assert_ok, lmsoftmax, metrics_without_timings, tiny_train};
+use super::{
+    assert_ok, assert_same_run, eval_tiny, lmsoftmax, metrics_row, metrics_without_timings,
+    tiny_train,
+};
 
 /// The phase-announcing test hook (`lmsoftmax::train::phases`), pausing this long in each.
 const PAUSE_MS: &str = "300";
@@ -80,14 +83,7 @@ fn killed_during_evaluation_then_resumed_gives_the_same_metrics() {
     let mut resume = tiny_train(&parts);
     resume.push("--resume".into());
     assert_ok(&lmsoftmax().args(resume).output().unwrap());
-    assert_eq!(
-        metrics_without_timings(&parts),
-        metrics_without_timings(&whole)
-    );
-    assert_eq!(
-        std::fs::read(parts.join("test-margins.txt")).unwrap(),
-        std::fs::read(whole.join("test-margins.txt")).unwrap()
-    );
+    assert_same_run(&parts, &whole);
 }
 
 /// SIGKILL in the middle of writing each file of epoch 2 in turn (writes slowed by the test
@@ -486,28 +482,6 @@ fn a_run_diverging_after_a_checkpoint_names_it_and_leaves_it_intact() {
         "{stderr}"
     );
     assert_eq!(epochs_in(&out.join("checkpoint-last.ckpt")), 1);
-    let res = lmsoftmax()
-        .args(["eval", "--dataset", "synthetic", "--synthetic-train", "256"])
-        .args([
-            "--synthetic-test",
-            "64",
-            "--batch-size",
-            "64",
-            "--json",
-            "--checkpoint",
-        ])
-        .arg(out.join("checkpoint-last.ckpt"))
-        .output()
-        .unwrap();
-    assert_ok(&res);
-    let top1 = super::last_json(&res)["top1_err"].as_f64().unwrap();
-    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
-    let row1: Vec<f64> = csv
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|v| v.parse().unwrap())
-        .collect();
-    assert_eq!(top1, row1[8], "{csv}");
+    let top1 = eval_tiny(&out.join("checkpoint-last.ckpt"))["top1_err"].as_f64();
+    assert_eq!(top1, Some(metrics_row(&out, 1)[8]));
 }

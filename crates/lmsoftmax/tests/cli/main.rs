@@ -59,6 +59,43 @@ fn last_json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
 }
 
+/// `lmsoftmax eval --json` of `checkpoint` on the synthetic data of [`TINY_RUN`] (batch 64): the
+/// JSON object it ends with.
+fn eval_tiny(checkpoint: &std::path::Path) -> serde_json::Value {
+    let res = lmsoftmax()
+        .args(["eval", "--dataset", "synthetic", "--synthetic-train", "256"])
+        .args(["--synthetic-test", "64", "--batch-size", "64", "--json"])
+        .arg("--checkpoint")
+        .arg(checkpoint)
+        .output()
+        .unwrap();
+    assert_ok(&res);
+    last_json(&res)
+}
+
+/// Epoch `epoch`'s row (from 1) of a run folder's `metrics.csv`, as numbers.
+fn metrics_row(dir: &std::path::Path, epoch: usize) -> Vec<f64> {
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let line = csv
+        .lines()
+        .nth(epoch)
+        .unwrap_or_else(|| panic!("no epoch {epoch} in {csv}"));
+    line.split(',').map(|x| x.parse().unwrap()).collect()
+}
+
+/// A resumed run `parts` ended as the uninterrupted run `whole`: the same metrics but for the
+/// timing columns, and the same test margins, bit for bit.
+fn assert_same_run(parts: &std::path::Path, whole: &std::path::Path) {
+    assert_eq!(
+        metrics_without_timings(parts),
+        metrics_without_timings(whole)
+    );
+    assert_eq!(
+        std::fs::read(parts.join("test-margins.txt")).unwrap(),
+        std::fs::read(whole.join("test-margins.txt")).unwrap()
+    );
+}
+
 #[test]
 fn bench_loss_json_last_line_has_the_three_times() {
     let out = lmsoftmax()
@@ -540,33 +577,8 @@ fn eval_of_the_last_checkpoint_reproduces_the_last_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     assert_ok(&lmsoftmax().args(tiny_train(&out)).output().unwrap());
-    let res = lmsoftmax()
-        .args([
-            "eval",
-            "--dataset",
-            "synthetic",
-            "--synthetic-train",
-            "256",
-            "--synthetic-test",
-            "64",
-            "--batch-size",
-            "64",
-            "--json",
-            "--checkpoint",
-        ])
-        .arg(out.join("checkpoint-last.ckpt"))
-        .output()
-        .unwrap();
-    assert_ok(&res);
-    let v = last_json(&res);
-    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
-    let last: Vec<f64> = csv
-        .lines()
-        .last()
-        .unwrap()
-        .split(',')
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let v = eval_tiny(&out.join("checkpoint-last.ckpt"));
+    let last = metrics_row(&out, 2);
     assert_eq!(v["images"], 64);
     assert_eq!(v["top1_err"].as_f64().unwrap(), last[8]);
     assert_eq!(v["top5_err"].as_f64().unwrap(), last[9]);

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{assert_ok, lmsoftmax, metrics_without_timings, tiny_train};
+use super::{assert_ok, assert_same_run, lmsoftmax, metrics_without_timings, tiny_train};
 
 /// A 3-epoch tiny run (more epochs than `tiny_train`, so kills land in every phase).
 fn args(out: &Path) -> Vec<String> {
@@ -78,14 +78,7 @@ fn killed_at_random_moments_then_resumed_gives_the_same_metrics() {
     if !parts.join("summary.txt").exists() {
         finish(start(&parts, false));
     }
-    assert_eq!(
-        metrics_without_timings(&parts),
-        metrics_without_timings(&whole)
-    );
-    assert_eq!(
-        std::fs::read(parts.join("test-margins.txt")).unwrap(),
-        std::fs::read(whole.join("test-margins.txt")).unwrap()
-    );
+    assert_same_run(&parts, &whole);
 }
 
 #[test]
