@@ -70,8 +70,9 @@ pub(crate) fn fused_on(
     }
 }
 
-/// Reads the per-row losses; a non-finite one is traced back to the row of logits that caused it.
-fn finite_or_row(rows: &Tensor<1>, logits: Tensor<2>) -> Result<(), LossError> {
+/// Reads the per-row losses; a non-finite one is traced back to the row of logits that caused it
+/// (the margin heads use it on their margin logits too).
+pub(crate) fn finite_or_row(rows: &Tensor<1>, logits: Tensor<2>) -> Result<(), LossError> {
     let values = rows
         .clone()
         .detach()

@@ -20,6 +20,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 
 use crate::composed::compute_dtype;
+use crate::engine::finite_or_row;
 use crate::error::{ConfigError, LossError};
 use crate::reduction::LossReduction;
 use crate::rows::{check_targets, read_targets};
@@ -417,13 +418,15 @@ impl MarginHead {
     /// The cross-entropy over the margin logits, reduced (mean or sum over rows; none: per row).
     ///
     /// # Errors
-    /// As [`margin_logits`](Self::margin_logits).
+    /// As [`margin_logits`](Self::margin_logits); a non-finite embedding or class weight, as
+    /// [`LossError::NonFiniteLogits`] naming the row (the per-row losses are read back once).
     pub fn try_forward(&self, x: Tensor<2>, y: Tensor<1, Int>) -> Result<Tensor<1>, LossError> {
         let f = self.margin_logits(x, y.clone())?;
         let [n, _] = f.dims();
         let max = f.clone().max_dim(1).detach();
         let lse = (f.clone() - max.clone()).exp().sum_dim(1).log() + max;
-        let rows = (lse - f.gather(1, y.reshape([n, 1]))).reshape([n]);
+        let rows = (lse - f.clone().gather(1, y.reshape([n, 1]))).reshape([n]);
+        finite_or_row(&rows, f)?;
         Ok(match self.reduction {
             LossReduction::Mean => rows.mean(),
             LossReduction::Sum => rows.sum(),

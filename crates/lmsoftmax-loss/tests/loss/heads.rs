@@ -212,4 +212,13 @@ fn bad_parameters_and_targets_are_errors() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("target 3 at row 1"), "{err}");
+    // a NaN embedding is an error naming its row, not a NaN loss
+    let x = Tensor::<2>::from_floats([[1.0, 0.0, 0.0, 0.0], [f32::NAN, 1.0, 0.0, 0.0]], &dev);
+    for kind in KINDS {
+        let head = MarginHead::new(kind, 4, 3, &dev).unwrap();
+        let err = head
+            .try_forward(x.clone(), Tensor::<1, Int>::from_ints([0, 1], &dev))
+            .unwrap_err();
+        assert!(err.to_string().contains("row 1"), "{kind:?}: {err}");
+    }
 }
