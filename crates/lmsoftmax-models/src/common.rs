@@ -462,6 +462,12 @@ impl Tracer {
         self.c = c;
     }
 
+    /// The network's classifier, if it has one (a network whose features go to a margin head
+    /// ends at its features).
+    pub(crate) fn classifier(&mut self, lin: Option<&Linear>) -> Result<(), ModelError> {
+        lin.map_or(Ok(()), |l| self.linear(l))
+    }
+
     /// A linear layer on the current (flattened) features.
     pub(crate) fn linear(&mut self, lin: &Linear) -> Result<(), ModelError> {
         let [d_in, d_out] = lin.weight.lazy_shape().dims::<2>();

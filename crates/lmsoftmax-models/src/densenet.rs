@@ -108,7 +108,7 @@ impl DenseNetConfig {
             blocks,
             transitions,
             norm5: batch_norm(features, 1e-5, device),
-            classifier,
+            classifier: Some(classifier),
         }
     }
 }
@@ -191,13 +191,21 @@ pub struct DenseNet {
     pub transitions: Vec<Transition>,
     /// Final BN.
     pub norm5: BatchNorm,
-    /// Classifier.
-    pub classifier: Linear,
+    /// Classifier; `None` when a margin head takes the features instead.
+    pub classifier: Option<Linear>,
 }
 
 impl DenseNet {
     /// Forward pass: `[n, c_in, h, w]` to `[n, num_classes]` logits.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let classifier = self.classifier.as_ref().expect(
+            "the network has no classifier (its features go to a margin head: use `features`)",
+        );
+        classifier.forward(self.features(x))
+    }
+
+    /// The pooled features `[n, 1664 * width]` the classifier (or a margin head) takes.
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = self.pool0.forward(relu(batch_norm_forward(
             &self.norm0,
             crate::conv::forward(&self.conv0, x),
@@ -212,7 +220,7 @@ impl DenseNet {
             }
         }
         let x = relu(batch_norm_forward(&self.norm5, x));
-        self.classifier.forward(global_avg_pool(x))
+        global_avg_pool(x)
     }
 
     pub(crate) fn trace(&self, t: &mut Tracer) -> Result<(), ModelError> {
@@ -227,6 +235,6 @@ impl DenseNet {
         }
         t.adaptive([1, 1]);
         t.flatten();
-        t.linear(&self.classifier)
+        t.classifier(self.classifier.as_ref())
     }
 }

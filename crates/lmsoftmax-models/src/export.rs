@@ -17,7 +17,7 @@ use crate::torch::{is_safetensors, strict_problems};
 use crate::torch_keys::named_tensors;
 
 /// Options of [`export_safetensors_with`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExportOptions {
     /// Value of every BatchNorm's `num_batches_tracked` buffer. PyTorch counts the
     /// training-mode forward passes there (it only matters to a BatchNorm built with
@@ -26,6 +26,9 @@ pub struct ExportOptions {
     pub num_batches_tracked: i64,
     /// Extra string pairs for the file's `__metadata__` (next to `format: pt` and `arch`).
     pub metadata: BTreeMap<String, String>,
+    /// Extra float32 tensors written beside the network's, as `(key, shape, values)` (a margin
+    /// head's class weights, say); a key the network already uses is an error.
+    pub extra_tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
 }
 
 /// What [`export_safetensors`] wrote.
@@ -160,6 +163,24 @@ pub fn export_safetensors_with(
                 dtype: Dtype::I64,
                 shape: Vec::new(),
                 data: options.num_batches_tracked.to_le_bytes().to_vec(),
+            },
+        );
+    }
+    for (key, shape, data) in &options.extra_tensors {
+        if shape.iter().product::<usize>() != data.len() || entries.contains_key(key) {
+            return Err(ModelError::InvalidArgument(format!(
+                "extra tensor `{key}`: its shape {shape:?} does not hold {} values, or the \
+                 network already has that key",
+                data.len()
+            )));
+        }
+        values += data.len();
+        entries.insert(
+            key.clone(),
+            Entry {
+                dtype: Dtype::F32,
+                shape: shape.clone(),
+                data: f32_bytes(data),
             },
         );
     }
@@ -428,6 +449,7 @@ mod tests {
         let options = ExportOptions {
             num_batches_tracked: 391,
             metadata: BTreeMap::from([("epoch".to_string(), "3".to_string())]),
+            ..ExportOptions::default()
         };
         export_safetensors_with(&net, "vgg16bow_bn", &path, &options).unwrap();
         let bytes = std::fs::read(&path).unwrap();
@@ -462,14 +484,9 @@ mod tests {
         let Network::Vgg(vgg) = &net else {
             unreachable!()
         };
-        let burn = vgg
-            .last
-            .weight
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let [d_in, d_out] = vgg.last.weight.val().dims();
+        let last = vgg.last.as_ref().unwrap();
+        let burn = last.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        let [d_in, d_out] = last.weight.val().dims();
         let view = file.tensor("classifier.3.weight").unwrap();
         assert_eq!(view.shape(), [d_out, d_in]);
         let torch: Vec<f32> = view

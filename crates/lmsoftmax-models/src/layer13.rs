@@ -78,7 +78,12 @@ impl Layer13Config {
         Layer13 {
             blocks,
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-            classifier: linear_zero_bias(in_ch, self.num_classes, normal(0.01), device),
+            classifier: Some(linear_zero_bias(
+                in_ch,
+                self.num_classes,
+                normal(0.01),
+                device,
+            )),
         }
     }
 }
@@ -91,8 +96,9 @@ pub struct Layer13 {
     pub blocks: Vec<ConvBnRelu>,
     /// The 2x2 max-pool used after blocks 3 and 6.
     pub pool: MaxPool2d,
-    /// The final linear layer (PyTorch `classifier`).
-    pub classifier: Linear,
+    /// The final linear layer (PyTorch `classifier`); `None` when a margin head takes the
+    /// features instead ([`crate::Network::without_classifier`]).
+    pub classifier: Option<Linear>,
 }
 
 impl Layer13 {
@@ -102,6 +108,14 @@ impl Layer13 {
     /// If the input is too small (height/width below 12) or has the wrong channel count; use
     /// [`crate::Network::macs`] or [`crate::Network::try_forward`] to check first.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let classifier = self.classifier.as_ref().expect(
+            "the network has no classifier (its features go to a margin head: use `features`)",
+        );
+        classifier.forward(self.features(x))
+    }
+
+    /// The pooled features `[n, 128 * width]` the classifier (or a margin head) takes.
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = x;
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
@@ -109,7 +123,7 @@ impl Layer13 {
                 x = self.pool.forward(x);
             }
         }
-        self.classifier.forward(global_avg_pool(x))
+        global_avg_pool(x)
     }
 
     /// Traces shapes and multiply-adds of the forward pass.
@@ -122,6 +136,6 @@ impl Layer13 {
         }
         t.adaptive([1, 1]);
         t.flatten();
-        t.linear(&self.classifier)
+        t.classifier(self.classifier.as_ref())
     }
 }

@@ -158,11 +158,107 @@ impl Network {
         }
     }
 
-    /// Like [`Network::forward`], but checks the input shape first.
+    /// Like [`Network::forward`], but checks the input shape first, and that the network has
+    /// its classifier.
     pub fn try_forward(&self, x: Tensor<4>) -> Result<Tensor<2>, ModelError> {
         let [_, c, h, w] = x.dims();
         self.macs([c, h, w])?;
+        if !self.has_classifier() {
+            return Err(ModelError::InvalidArgument(format!(
+                "this {} has no classifier: its features go to a margin head (Network::features)",
+                self.family()
+            )));
+        }
         Ok(self.forward(x))
+    }
+
+    /// The penultimate features `[n, feature_dim]`: what the last linear layer takes, and what
+    /// a margin head takes in its place (the pooled convolutional features of `layer13`,
+    /// `small_cnn`, ResNet and DenseNet; the last hidden layer's output, after ReLU and dropout,
+    /// for VGG).
+    ///
+    /// ```
+    /// use burn::tensor::{Device, Tensor};
+    /// let device = Device::flex();
+    /// let net = lmsoftmax_models::build("layer13", 3, 10, 0.25, &device)?;
+    /// let x = Tensor::<4>::ones([2, 3, 32, 32], &device);
+    /// assert_eq!(net.features(x).dims(), [2, net.feature_dim()]);
+    /// assert_eq!(net.feature_dim(), 32); // 128 at width 1
+    /// # Ok::<(), lmsoftmax_models::ModelError>(())
+    /// ```
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Network::Layer13(m) => m.features(x),
+            Network::SmallCnn(m) => m.features(x),
+            Network::Vgg(m) => m.penultimate(x),
+            Network::ResNet(m) => m.features(x),
+            Network::DenseNet(m) => m.features(x),
+        }
+    }
+
+    /// The size of [`Network::features`].
+    pub fn feature_dim(&self) -> usize {
+        let conv_out = |c: &burn::nn::conv::Conv2d| c.weight.lazy_shape().dims::<4>()[0];
+        match self {
+            Network::Layer13(m) => m.blocks.last().map_or(0, |b| conv_out(&b.conv)),
+            Network::SmallCnn(m) => m.blocks.last().map_or(0, |b| conv_out(&b.conv)),
+            Network::Vgg(m) => m
+                .hidden
+                .last()
+                .map_or(0, |h| h.linear.weight.lazy_shape().dims::<2>()[1]),
+            Network::ResNet(m) => m.layer4.last().map_or(0, |b| conv_out(&b.conv3)),
+            Network::DenseNet(m) => m.norm5.gamma.lazy_shape().dims::<1>()[0],
+        }
+    }
+
+    /// Whether the network ends in its linear classifier (false after
+    /// [`Network::without_classifier`]).
+    pub fn has_classifier(&self) -> bool {
+        match self {
+            Network::Layer13(m) => m.classifier.is_some(),
+            Network::SmallCnn(m) => m.classifier.is_some(),
+            Network::Vgg(m) => m.last.is_some(),
+            Network::ResNet(m) => m.fc.is_some(),
+            Network::DenseNet(m) => m.classifier.is_some(),
+        }
+    }
+
+    /// The network without its last linear layer, for a margin head on
+    /// [`Network::features`]: its parameters are gone (not counted, trained or saved), and
+    /// [`Network::forward`] is then refused.
+    ///
+    /// ```
+    /// use burn::tensor::Device;
+    /// let net = lmsoftmax_models::build("resnet50", 3, 1000, 1.0, &Device::flex())?;
+    /// let with = net.num_trainable_params();
+    /// let body = net.without_classifier();
+    /// assert_eq!(with - body.num_trainable_params(), 2048 * 1000 + 1000);
+    /// assert_eq!(body.feature_dim(), 2048);
+    /// # Ok::<(), lmsoftmax_models::ModelError>(())
+    /// ```
+    pub fn without_classifier(self) -> Self {
+        match self {
+            Network::Layer13(mut m) => {
+                m.classifier = None;
+                Network::Layer13(m)
+            }
+            Network::SmallCnn(mut m) => {
+                m.classifier = None;
+                Network::SmallCnn(m)
+            }
+            Network::Vgg(mut m) => {
+                m.last = None;
+                Network::Vgg(m)
+            }
+            Network::ResNet(mut m) => {
+                m.fc = None;
+                Network::ResNet(m)
+            }
+            Network::DenseNet(mut m) => {
+                m.classifier = None;
+                Network::DenseNet(m)
+            }
+        }
     }
 
     /// Family name used in error messages.
@@ -283,6 +379,9 @@ pub struct ModelInfo {
     pub parameters: usize,
     /// Input `[c, h, w]`.
     pub input: [usize; 3],
+    /// Size of the penultimate features, which a margin head takes in place of the last linear
+    /// layer ([`Network::features`]).
+    pub features: usize,
     /// Forward multiply-adds per image.
     pub macs: u64,
     /// `macs / 1e9`.
@@ -309,6 +408,7 @@ pub fn model_info(
         num_classes,
         parameters: net.num_trainable_params(),
         input,
+        features: net.feature_dim(),
         macs,
         gmacs: macs as f64 / 1e9,
     })

@@ -109,7 +109,7 @@ impl ResNetConfig {
             layer2,
             layer3,
             layer4,
-            fc: linear_default(in_planes, self.num_classes, device),
+            fc: Some(linear_default(in_planes, self.num_classes, device)),
         }
     }
 }
@@ -190,8 +190,8 @@ pub struct ResNet {
     pub layer3: Vec<Bottleneck>,
     /// Stage 4 (stride 2).
     pub layer4: Vec<Bottleneck>,
-    /// Classifier.
-    pub fc: Linear,
+    /// Classifier; `None` when a margin head takes the features instead.
+    pub fc: Option<Linear>,
 }
 
 impl ResNet {
@@ -201,6 +201,14 @@ impl ResNet {
 
     /// Forward pass: `[n, c_in, h, w]` to `[n, num_classes]` logits.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let fc = self.fc.as_ref().expect(
+            "the network has no classifier (its features go to a margin head: use `features`)",
+        );
+        fc.forward(self.features(x))
+    }
+
+    /// The pooled features `[n, 2048 * width]` the classifier (or a margin head) takes.
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = self.maxpool.forward(relu(batch_norm_forward(
             &self.bn1,
             crate::conv::forward(&self.conv1, x),
@@ -210,7 +218,7 @@ impl ResNet {
                 x = block.forward(x);
             }
         }
-        self.fc.forward(global_avg_pool(x))
+        global_avg_pool(x)
     }
 
     pub(crate) fn trace(&self, t: &mut Tracer) -> Result<(), ModelError> {
@@ -223,6 +231,6 @@ impl ResNet {
         }
         t.adaptive([1, 1]);
         t.flatten();
-        t.linear(&self.fc)
+        t.classifier(self.fc.as_ref())
     }
 }

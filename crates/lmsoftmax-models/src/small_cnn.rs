@@ -70,7 +70,7 @@ impl SmallCnnConfig {
         SmallCnn {
             blocks,
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-            classifier: linear_default(in_ch, self.num_classes, device),
+            classifier: Some(linear_default(in_ch, self.num_classes, device)),
         }
     }
 }
@@ -82,18 +82,26 @@ pub struct SmallCnn {
     pub blocks: Vec<ConvBnRelu>,
     /// The 2x2 max-pool after every block.
     pub pool: MaxPool2d,
-    /// The linear classifier.
-    pub classifier: Linear,
+    /// The linear classifier; `None` when a margin head takes the features instead.
+    pub classifier: Option<Linear>,
 }
 
 impl SmallCnn {
     /// Forward pass: `[n, c_in, h, w]` to `[n, num_classes]` logits.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let classifier = self.classifier.as_ref().expect(
+            "the network has no classifier (its features go to a margin head: use `features`)",
+        );
+        classifier.forward(self.features(x))
+    }
+
+    /// The pooled features `[n, 64 * width]` the classifier (or a margin head) takes.
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = x;
         for block in &self.blocks {
             x = self.pool.forward(block.forward(x));
         }
-        self.classifier.forward(global_avg_pool(x))
+        global_avg_pool(x)
     }
 
     pub(crate) fn trace(&self, t: &mut Tracer) -> Result<(), ModelError> {
@@ -103,6 +111,6 @@ impl SmallCnn {
         }
         t.adaptive([1, 1]);
         t.flatten();
-        t.linear(&self.classifier)
+        t.classifier(self.classifier.as_ref())
     }
 }

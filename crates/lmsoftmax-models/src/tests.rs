@@ -68,6 +68,61 @@ fn parameter_counts_match_reference() {
     }
 }
 
+/// The penultimate feature sizes at width 1: the in-features of the reference classifier
+/// (PROTOCOL section 4, torchvision's `fc` / `classifier`).
+const FEATURE_DIMS: &[(&str, usize)] = &[
+    ("layer13", 128),
+    ("small_cnn", 128),
+    ("vgg16bow_bn", 4096),
+    ("vgg16orig", 4096),
+    ("vgg16", 4096),
+    ("resnet50", 2048),
+    ("resnext50_32x4d", 2048),
+    ("densenet169", 1664),
+];
+
+#[test]
+fn without_its_classifier_a_network_hands_its_reference_features_to_a_head() {
+    let device = Device::flex();
+    for &(name, dim) in FEATURE_DIMS {
+        let net = build(name, 3, 1000, 1.0, &device).unwrap();
+        assert_eq!(net.feature_dim(), dim, "{name}");
+        let full = net.num_trainable_params();
+        let body = net.without_classifier();
+        assert!(!body.has_classifier());
+        // exactly the last linear layer, `dim x 1000` and its bias, is gone
+        assert_eq!(
+            full - body.num_trainable_params(),
+            dim * 1000 + 1000,
+            "{name}"
+        );
+        assert_eq!(body.feature_dim(), dim, "{name}");
+    }
+    // the features are the classifier's input, at any width
+    device.seed(7);
+    for name in [
+        "layer13",
+        "small_cnn",
+        "resnet50",
+        "vgg11bow_bn",
+        "densenet169",
+    ] {
+        let net = build(name, 3, 10, 0.0625, &device).unwrap().valid();
+        let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let feats = net.features(x.clone());
+        assert_eq!(feats.dims(), [2, net.feature_dim()], "{name}");
+        let body = net.clone().without_classifier();
+        assert_eq!(
+            values(body.features(x.clone())),
+            values(feats),
+            "{name}: removing the classifier leaves the features alone"
+        );
+        let err = body.try_forward(x.clone()).unwrap_err().to_string();
+        assert!(err.contains("no classifier"), "{name}: {err}");
+        assert!(net.try_forward(x).is_ok());
+    }
+}
+
 #[test]
 fn every_registered_name_has_an_expected_count() {
     for name in crate::ARCHITECTURES {
@@ -342,9 +397,16 @@ fn layer13_initialisation_statistics() {
         assert!(values(bn.beta.val()).iter().all(|&b| b == 0.0));
         assert_eq!((bn.epsilon, bn.momentum), (1e-5, 0.1));
     }
-    let (_, std) = mean_std(&values(net.classifier.weight.val()));
+    let (_, std) = mean_std(&values(net.classifier.as_ref().unwrap().weight.val()));
     assert!((std / 0.01 - 1.0).abs() < 0.1, "fc std {std}");
-    let bias = net.classifier.bias.as_ref().unwrap().val();
+    let bias = net
+        .classifier
+        .as_ref()
+        .unwrap()
+        .bias
+        .as_ref()
+        .unwrap()
+        .val();
     assert!(values(bias).iter().all(|&b| b == 0.0));
 }
 

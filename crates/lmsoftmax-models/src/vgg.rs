@@ -195,7 +195,12 @@ impl VggConfig {
             features,
             avgpool: AdaptiveAvgPool2dConfig::new(pool_size).init(),
             hidden,
-            last: linear_zero_bias(d_in, self.num_classes, linear_init, device),
+            last: Some(linear_zero_bias(
+                d_in,
+                self.num_classes,
+                linear_init,
+                device,
+            )),
         }
     }
 }
@@ -230,13 +235,22 @@ pub struct Vgg {
     pub avgpool: AdaptiveAvgPool2d,
     /// The hidden classifier layers.
     pub hidden: Vec<VggHidden>,
-    /// The output layer.
-    pub last: Linear,
+    /// The output layer; `None` when a margin head takes the features instead.
+    pub last: Option<Linear>,
 }
 
 impl Vgg {
     /// Forward pass: `[n, c_in, h, w]` to `[n, num_classes]` logits.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let last = self.last.as_ref().expect(
+            "the network has no classifier (its features go to a margin head: use `features`)",
+        );
+        last.forward(self.penultimate(x))
+    }
+
+    /// The output of the last hidden layer `[n, 4096 * width]` (after its ReLU and dropout),
+    /// which the output layer (or a margin head) takes.
+    pub fn penultimate(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = x;
         for layer in &self.features {
             x = match layer {
@@ -257,7 +271,7 @@ impl Vgg {
                 x = dropout.forward(x);
             }
         }
-        self.last.forward(x)
+        x
     }
 
     pub(crate) fn trace(&self, t: &mut Tracer) -> Result<(), ModelError> {
@@ -272,6 +286,6 @@ impl Vgg {
         for layer in &self.hidden {
             t.linear(&layer.linear)?;
         }
-        t.linear(&self.last)
+        t.classifier(self.last.as_ref())
     }
 }
