@@ -12,6 +12,7 @@ use crate::error::ConfigError;
 use crate::family_config::{
     ConfidencePenaltyLossConfig, FocalLossConfig, LabelSmoothingLossConfig, PolyLossConfig,
 };
+use crate::heads::{HeadKind, LambdaSchedule, MarginHead};
 use crate::logit_loss::LogitLoss;
 use crate::reduction::LossReduction;
 
@@ -37,11 +38,44 @@ pub enum LossKind {
     Poly,
     /// Confidence penalty (Pereyra et al., 2017).
     ConfidencePenalty,
+    /// CosFace / AM-softmax (Wang et al., 2018), a margin head.
+    #[serde(rename = "cosface")]
+    CosFace,
+    /// ArcFace (Deng et al., CVPR 2019), a margin head.
+    #[serde(rename = "arcface")]
+    ArcFace,
+    /// insightface's combined margin, a margin head.
+    Combined,
+    /// Sub-centre ArcFace (Deng et al., ECCV 2020), a margin head.
+    #[serde(rename = "subcenter-arcface")]
+    SubcenterArcFace,
+    /// SphereFace / A-Softmax (Liu et al., CVPR 2017), a margin head.
+    #[serde(rename = "sphereface")]
+    SphereFace,
+    /// L-Softmax (Liu et al., ICML 2016), a margin head.
+    #[serde(rename = "lsoftmax")]
+    LSoftmax,
 }
 
 impl LossKind {
-    /// Every kind, in the order tables list them.
-    pub const ALL: [LossKind; 6] = [
+    /// Every kind, in the order tables list them: the logit-level kinds, then the margin heads.
+    pub const ALL: [LossKind; 12] = [
+        LossKind::Softmax,
+        LossKind::LargeMargin,
+        LossKind::LabelSmoothing,
+        LossKind::Focal,
+        LossKind::Poly,
+        LossKind::ConfidencePenalty,
+        LossKind::CosFace,
+        LossKind::ArcFace,
+        LossKind::Combined,
+        LossKind::SubcenterArcFace,
+        LossKind::SphereFace,
+        LossKind::LSoftmax,
+    ];
+
+    /// The logit-level kinds: losses over a network's logits ([`LossConfig::init`]).
+    pub const LOGIT: [LossKind; 6] = [
         LossKind::Softmax,
         LossKind::LargeMargin,
         LossKind::LabelSmoothing,
@@ -49,6 +83,37 @@ impl LossKind {
         LossKind::Poly,
         LossKind::ConfidencePenalty,
     ];
+
+    /// The margin heads: modules over a network's features that own the class weights
+    /// ([`LossConfig::init_head`]).
+    pub const HEADS: [LossKind; 6] = [
+        LossKind::CosFace,
+        LossKind::ArcFace,
+        LossKind::Combined,
+        LossKind::SubcenterArcFace,
+        LossKind::SphereFace,
+        LossKind::LSoftmax,
+    ];
+
+    /// Whether the kind is a margin head.
+    ///
+    /// ```
+    /// use lmsoftmax_loss::LossKind;
+    /// assert!(LossKind::ArcFace.is_head());
+    /// assert!(!LossKind::Focal.is_head());
+    /// ```
+    pub fn is_head(self) -> bool {
+        Self::HEADS.contains(&self)
+    }
+
+    /// Whether the parameter `name` of this kind takes integers (sub-centre ArcFace's
+    /// `centers`, SphereFace's and L-Softmax's `margin`).
+    pub fn integer_parameter(self, name: &str) -> bool {
+        matches!(
+            (self, name),
+            (Self::SubcenterArcFace, "centers") | (Self::SphereFace | Self::LSoftmax, "margin")
+        )
+    }
 
     /// The kind's name in configuration files (`kind = "large-margin"`).
     pub fn name(self) -> &'static str {
@@ -59,6 +124,12 @@ impl LossKind {
             Self::Focal => "focal",
             Self::Poly => "poly",
             Self::ConfidencePenalty => "confidence-penalty",
+            Self::CosFace => "cosface",
+            Self::ArcFace => "arcface",
+            Self::Combined => "combined",
+            Self::SubcenterArcFace => "subcenter-arcface",
+            Self::SphereFace => "sphereface",
+            Self::LSoftmax => "lsoftmax",
         }
     }
 
@@ -77,6 +148,17 @@ impl LossKind {
             Self::Focal => &[("gamma", 2.0)],
             Self::Poly => &[("epsilon", 1.0)],
             Self::ConfidencePenalty => &[("beta", 0.1)],
+            Self::CosFace => &[("scale", 30.0), ("margin", 0.35)],
+            Self::ArcFace => &[("scale", 30.0), ("margin", 0.5)],
+            Self::Combined => &[("scale", 30.0), ("m1", 1.0), ("m2", 0.5), ("m3", 0.0)],
+            Self::SubcenterArcFace => &[("scale", 30.0), ("margin", 0.5), ("centers", 3.0)],
+            Self::SphereFace | Self::LSoftmax => &[
+                ("margin", 4.0),
+                ("lambda_base", 1000.0),
+                ("lambda_gamma", 0.12),
+                ("lambda_power", 1.0),
+                ("lambda_min", 5.0),
+            ],
         }
     }
 }
@@ -90,10 +172,12 @@ impl std::fmt::Display for LossKind {
 impl std::str::FromStr for LossKind {
     type Err = String;
 
+    /// A kind by name; `_` may stand for `-` (`subcenter_arcface`, as FAMILY.md spells it).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name = s.replace('_', "-");
         Self::ALL
             .into_iter()
-            .find(|k| k.name() == s)
+            .find(|k| k.name() == name)
             .ok_or_else(|| {
                 format!(
                     "unknown loss '{s}': the kinds are {}",
@@ -153,6 +237,9 @@ pub struct CommonOptions {
 ///                         # implementation = "auto" | "composed" | "fused"
 /// ```
 ///
+/// or a margin head with its parameters ([`LossKind::parameters`] lists them with their
+/// defaults), e.g. `kind = "arcface"`, `scale = 30.0`, `margin = 0.5`.
+///
 /// ```
 /// use lmsoftmax_loss::{LossConfig, LossKind};
 /// let loss: LossConfig = toml::from_str("kind = \"large-margin\"\nreg_lambda = 0.5\n").unwrap();
@@ -161,61 +248,59 @@ pub struct CommonOptions {
 /// assert!(err.to_string().contains("reg_lambda"), "{err}");
 /// # let _ = loss.init(&burn::tensor::Device::flex()).unwrap();
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LossConfig {
     /// Softmax cross-entropy.
     Softmax {
         /// Shared options.
-        #[serde(flatten)]
         common: CommonOptions,
     },
     /// Large-margin in softmax cross-entropy.
     LargeMargin {
         /// Weight of the regulariser (default 0.3, as the paper).
-        #[serde(default = "default_lambda")]
         reg_lambda: f64,
         /// `delta` subtracted from the target logit before the cross-entropy (default none).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         deg_logit: Option<f64>,
         /// Shared options.
-        #[serde(flatten)]
         common: CommonOptions,
     },
     /// Label smoothing; its `smoothing` replaces the shared `label_smoothing`, which must be 0.
     LabelSmoothing {
         /// `eps` (default 0.1).
-        #[serde(default = "default_smoothing")]
         smoothing: f64,
         /// Shared options.
-        #[serde(flatten)]
         common: CommonOptions,
     },
     /// Focal loss.
     Focal {
         /// The focusing exponent (default 2).
-        #[serde(default = "default_gamma")]
         gamma: f64,
         /// Shared options (`label_smoothing` must be 0).
-        #[serde(flatten)]
         common: CommonOptions,
     },
     /// Poly-1 loss.
     Poly {
         /// The weight of `1 - p_t` (default 1).
-        #[serde(default = "default_epsilon")]
         epsilon: f64,
         /// Shared options (`label_smoothing` must be 0).
-        #[serde(flatten)]
         common: CommonOptions,
     },
     /// Confidence penalty.
     ConfidencePenalty {
         /// The weight of the entropy (default 0.1).
-        #[serde(default = "default_beta")]
         beta: f64,
         /// Shared options (`label_smoothing` must be 0).
-        #[serde(flatten)]
+        common: CommonOptions,
+    },
+    /// A margin head (`cosface`, `arcface`, `combined`, `subcenter-arcface`, `sphereface`,
+    /// `lsoftmax`): the network's last linear layer is replaced by the head on its features.
+    Head {
+        /// Which head.
+        kind: LossKind,
+        /// Its parameters, in the order of [`LossKind::parameters`].
+        values: Vec<f64>,
+        /// Shared options: a head takes none of them (no class weights, `ignore_index` or
+        /// label smoothing; `implementation` `auto` or `composed`).
         common: CommonOptions,
     },
 }
@@ -245,6 +330,7 @@ impl LossConfig {
             Self::Focal { .. } => LossKind::Focal,
             Self::Poly { .. } => LossKind::Poly,
             Self::ConfidencePenalty { .. } => LossKind::ConfidencePenalty,
+            Self::Head { kind, .. } => *kind,
         }
     }
 
@@ -256,7 +342,8 @@ impl LossConfig {
             | Self::LabelSmoothing { common, .. }
             | Self::Focal { common, .. }
             | Self::Poly { common, .. }
-            | Self::ConfidencePenalty { common, .. } => common,
+            | Self::ConfidencePenalty { common, .. }
+            | Self::Head { common, .. } => common,
         }
     }
 
@@ -279,6 +366,14 @@ impl LossConfig {
     pub fn parameters(&self) -> Vec<(&'static str, f64)> {
         let value = match self {
             Self::Softmax { .. } => return Vec::new(),
+            Self::Head { kind, values, .. } => {
+                return kind
+                    .parameters()
+                    .iter()
+                    .zip(values)
+                    .map(|(&(name, _), &v)| (name, v))
+                    .collect();
+            }
             Self::LargeMargin { reg_lambda, .. } => *reg_lambda,
             Self::LabelSmoothing { smoothing, .. } => *smoothing,
             Self::Focal { gamma, .. } => *gamma,
@@ -331,6 +426,23 @@ impl LossConfig {
                 beta: value,
                 common,
             },
+            Self::Head {
+                kind,
+                mut values,
+                common,
+            } => {
+                let at = kind
+                    .parameters()
+                    .iter()
+                    .position(|(n, _)| *n == name)
+                    .expect("checked above");
+                values[at] = value;
+                Self::Head {
+                    kind,
+                    values,
+                    common,
+                }
+            }
             Self::Softmax { .. } => unreachable!("softmax has no parameters"),
         };
         next.validate()?;
@@ -371,6 +483,11 @@ impl LossConfig {
             },
             LossKind::ConfidencePenalty => Self::ConfidencePenalty {
                 beta: default_beta(),
+                common,
+            },
+            head => Self::Head {
+                kind: head,
+                values: head.parameters().iter().map(|(_, v)| *v).collect(),
                 common,
             },
         }
@@ -416,7 +533,157 @@ impl LossConfig {
     /// # Errors
     /// A [`ConfigError`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kind().is_head() {
+            return self.validate_head();
+        }
         self.init_unchecked().map(|_| ())
+    }
+
+    /// A head's checks: no shared option but `implementation = "auto"` or `"composed"`, its
+    /// parameters in range, integers where the kind takes integers.
+    fn validate_head(&self) -> Result<(), ConfigError> {
+        let kind = self.kind().name();
+        let c = self.common();
+        let refused = if c.weight.is_some() {
+            Some("weight")
+        } else if c.ignore_index.is_some() {
+            Some("ignore_index")
+        } else if c.label_smoothing != 0.0 {
+            Some("label_smoothing")
+        } else if c.implementation == LossImplementation::Fused {
+            Some("implementation = \"fused\" (a head runs on composed ops)")
+        } else {
+            None
+        };
+        if let Some(option) = refused {
+            return Err(ConfigError::NotAnOption { option, kind });
+        }
+        for (name, value) in self.parameters() {
+            if !value.is_finite() {
+                return Err(ConfigError::NonFinite { field: name, value });
+            }
+            if self.kind().integer_parameter(name)
+                && (value.fract() != 0.0 || !(1.0..=64.0).contains(&value))
+            {
+                return Err(ConfigError::OutOfRange {
+                    field: name,
+                    value,
+                    range: "an integer in [1, 64]",
+                });
+            }
+        }
+        if let Some(s) = self.lambda_schedule() {
+            s.validate()?;
+        }
+        self.head_kind().expect("a head").validate()
+    }
+
+    /// The head and its parameters, for a margin-head kind (`lambda` at the schedule's first
+    /// value for SphereFace and L-Softmax); `None` for the logit-level kinds. The values are
+    /// taken as they are: [`validate`](Self::validate) checks them.
+    ///
+    /// ```
+    /// use lmsoftmax_loss::{HeadKind, LossConfig, LossKind};
+    /// let arc = LossConfig::of_kind(LossKind::ArcFace);
+    /// assert_eq!(arc.head_kind(), Some(HeadKind::ArcFace { scale: 30.0, margin: 0.5 }));
+    /// assert_eq!(LossConfig::default().head_kind(), None);
+    /// ```
+    pub fn head_kind(&self) -> Option<HeadKind> {
+        let Self::Head { kind, values, .. } = self else {
+            return None;
+        };
+        let v = |i: usize| values.get(i).copied().unwrap_or(f64::NAN);
+        let int = |x: f64| {
+            if x.is_finite() && x >= 0.0 {
+                x as u32
+            } else {
+                0
+            }
+        };
+        let lambda = self.lambda_schedule().map_or(0.0, |s| s.lambda(0));
+        Some(match kind {
+            LossKind::CosFace => HeadKind::CosFace {
+                scale: v(0),
+                margin: v(1),
+            },
+            LossKind::ArcFace => HeadKind::ArcFace {
+                scale: v(0),
+                margin: v(1),
+            },
+            LossKind::Combined => HeadKind::Combined {
+                scale: v(0),
+                m1: v(1),
+                m2: v(2),
+                m3: v(3),
+            },
+            LossKind::SubcenterArcFace => HeadKind::SubcenterArcFace {
+                scale: v(0),
+                margin: v(1),
+                centers: int(v(2)) as usize,
+            },
+            LossKind::SphereFace => HeadKind::SphereFace {
+                margin: int(v(0)),
+                lambda,
+            },
+            LossKind::LSoftmax => HeadKind::LSoftmax {
+                margin: int(v(0)),
+                lambda,
+            },
+            _ => return None,
+        })
+    }
+
+    /// SphereFace's and L-Softmax's annealing of `lambda`; `None` for the other kinds.
+    pub fn lambda_schedule(&self) -> Option<LambdaSchedule> {
+        match self {
+            Self::Head {
+                kind: LossKind::SphereFace | LossKind::LSoftmax,
+                values,
+                ..
+            } if values.len() == 5 => Some(LambdaSchedule {
+                base: values[1],
+                gamma: values[2],
+                power: values[3],
+                lambda_min: values[4],
+            }),
+            _ => None,
+        }
+    }
+
+    /// Builds the margin head for `embed_dim`-dimensional features and `classes` classes, its
+    /// class weights initialised as the papers' code (see [`MarginHead::new`]), with its
+    /// `lambda` schedule.
+    ///
+    /// ```
+    /// use burn::tensor::{Device, Tensor};
+    /// use lmsoftmax_loss::{LossConfig, LossKind};
+    /// let device = Device::flex();
+    /// let cos = LossConfig::of_kind(LossKind::CosFace).with_parameter("margin", 0.2)?;
+    /// let head = cos.init_head(128, 10, &device)?;
+    /// assert_eq!(head.logits(Tensor::<2>::ones([4, 128], &device)).dims(), [4, 10]);
+    /// assert!(LossConfig::default().init_head(128, 10, &device).is_err());
+    /// # Ok::<(), lmsoftmax_loss::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A logit-level kind ([`ConfigError::NotAHead`]), invalid parameters.
+    pub fn init_head(
+        &self,
+        embed_dim: usize,
+        classes: usize,
+        device: &Device,
+    ) -> Result<MarginHead, ConfigError> {
+        let Some(kind) = self.head_kind() else {
+            return Err(ConfigError::NotAHead {
+                kind: self.kind().name(),
+            });
+        };
+        self.validate()?;
+        let head = MarginHead::new(kind, embed_dim, classes, device)?;
+        Ok(match self.lambda_schedule() {
+            Some(s) => head.with_schedule(s),
+            None => head,
+        })
     }
 
     /// Checks the options against a dataset's class count: class weights must be one per class.
@@ -438,12 +705,19 @@ impl LossConfig {
     ///
     /// # Errors
     /// As [`LossConfig::validate`].
+    /// A margin head's kind is refused ([`ConfigError::MarginHead`]): build it with
+    /// [`init_head`](Self::init_head).
     pub fn init(&self, _device: &Device) -> Result<LogitLoss, ConfigError> {
         self.init_unchecked()
     }
 
     /// Validates and builds the module (the device is not needed to build it).
     fn init_unchecked(&self) -> Result<LogitLoss, ConfigError> {
+        if self.kind().is_head() {
+            return Err(ConfigError::MarginHead {
+                kind: self.kind().name(),
+            });
+        }
         if let Some(lm) = self.large_margin_config() {
             lm.validate()?;
             return Ok(LogitLoss::from_large_margin(self.kind().name(), &lm));
@@ -481,7 +755,9 @@ impl LossConfig {
                 .with_ignore_index(c.ignore_index)
                 .with_implementation(c.implementation)
                 .init(&device),
-            Self::Softmax { .. } | Self::LargeMargin { .. } => unreachable!("handled above"),
+            Self::Softmax { .. } | Self::LargeMargin { .. } | Self::Head { .. } => {
+                unreachable!("handled above")
+            }
         }
     }
 
@@ -511,6 +787,18 @@ impl LossConfig {
             Self::Focal { gamma, .. } => format!("focal γ={gamma}"),
             Self::Poly { epsilon, .. } => format!("poly ε={epsilon}"),
             Self::ConfidencePenalty { beta, .. } => format!("confidence-penalty β={beta}"),
+            Self::Head { kind, .. } => {
+                let mut s = kind.name().to_string();
+                for ((name, value), (_, default)) in
+                    self.parameters().into_iter().zip(kind.parameters())
+                {
+                    // the schedule's values only when they are not the defaults
+                    if !name.starts_with("lambda_") || value != *default {
+                        s.push_str(&format!(" {}={value}", short_name(name)));
+                    }
+                }
+                s
+            }
         };
         let c = self.common();
         if c.label_smoothing != 0.0 {
@@ -648,7 +936,76 @@ impl<'de> Deserialize<'de> for LossConfig {
                     common,
                 }
             }
+            head => {
+                let known = head.parameters();
+                let mut values: Vec<f64> = known.iter().map(|(_, v)| *v).collect();
+                for (key, value) in own {
+                    let Some(at) = known.iter().position(|(n, _)| *n == key) else {
+                        let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
+                        return Err(D::Error::custom(format!(
+                            "in the {kind} loss: unknown key `{key}`; its parameters are {} (the \
+                             shared keys are {})",
+                            names.join(", "),
+                            COMMON_KEYS.join(", ")
+                        )));
+                    };
+                    values[at] = value.as_f64().ok_or_else(|| {
+                        D::Error::custom(format!(
+                            "in the {kind} loss: `{key}` must be a number, got {value}"
+                        ))
+                    })?;
+                }
+                Self::Head {
+                    kind: head,
+                    values,
+                    common,
+                }
+            }
         })
+    }
+}
+
+/// The table a configuration file holds: `kind`, the kind's own parameters (integers where the
+/// kind takes integers), `deg_logit` if set, then the shared options that are set.
+impl Serialize for LossConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap};
+        let kind = self.kind();
+        let mut entries: Vec<(String, serde_json::Value)> =
+            vec![("kind".into(), kind.name().into())];
+        for (name, value) in self.parameters() {
+            let v = if kind.integer_parameter(name) && value.fract() == 0.0 && value.abs() < 1e15 {
+                serde_json::Value::from(value as i64)
+            } else {
+                serde_json::Value::from(value)
+            };
+            entries.push((name.into(), v));
+        }
+        if let Self::LargeMargin {
+            deg_logit: Some(d), ..
+        } = self
+        {
+            entries.push(("deg_logit".into(), (*d).into()));
+        }
+        match serde_json::to_value(self.common()).map_err(S::Error::custom)? {
+            serde_json::Value::Object(common) => entries.extend(common),
+            other => return Err(S::Error::custom(format!("shared options as {other}"))),
+        }
+        let mut map = s.serialize_map(Some(entries.len()))?;
+        for (k, v) in &entries {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// The short names of parameters in labels (`s=30 m=0.5 K=3`).
+fn short_name(name: &str) -> &str {
+    match name {
+        "scale" => "s",
+        "margin" => "m",
+        "centers" => "K",
+        other => other,
     }
 }
 
@@ -723,12 +1080,12 @@ mod tests {
         assert!(err.contains("reg_lamda"), "{err}");
         let err = parse("kind = \"softmax\"\ndeg_logit = 1.0").unwrap_err();
         assert!(err.contains("deg_logit"), "{err}");
-        let err = parse("kind = \"arcface\"").unwrap_err();
+        let err = parse("kind = \"arcfaces\"").unwrap_err();
         assert!(
-            err.contains("confidence-penalty"),
+            err.contains("confidence-penalty") && err.contains("lsoftmax"),
             "the kinds are listed: {err}"
         );
-        assert!(err.contains("arcface"), "{err}");
+        assert!(err.contains("arcfaces"), "{err}");
         let err = parse("kind = \"softmax\"\nimplementation = \"gpu\"").unwrap_err();
         assert!(err.contains("auto, composed or fused"), "{err}");
         let bad = parse("kind = \"large-margin\"\nreg_lambda = -1.0").unwrap();
@@ -756,6 +1113,97 @@ mod tests {
             lm.with_reg_lambda(0.5).unwrap().label(),
             "large-margin λ=0.5 ls=0.2 ignore=3"
         );
+    }
+
+    #[test]
+    fn margin_heads_read_their_parameters_strictly_and_round_trip() {
+        let arc = parse("kind = \"arcface\"").unwrap();
+        assert_eq!(arc, LossConfig::of_kind(LossKind::ArcFace));
+        assert_eq!(arc.parameters(), [("scale", 30.0), ("margin", 0.5)]);
+        assert_eq!(arc.label(), "arcface s=30 m=0.5");
+        let sub = parse("kind = \"subcenter_arcface\"\ncenters = 2\nscale = 64").unwrap();
+        assert_eq!(
+            sub.head_kind(),
+            Some(HeadKind::SubcenterArcFace {
+                scale: 64.0,
+                margin: 0.5,
+                centers: 2
+            })
+        );
+        let sphere = parse("kind = \"sphereface\"\nlambda_min = 0").unwrap();
+        assert_eq!(sphere.label(), "sphereface m=4 lambda_min=0");
+        let s = sphere.lambda_schedule().unwrap();
+        assert_eq!((s.base, s.lambda_min), (1000.0, 0.0));
+        assert_eq!(
+            sphere.head_kind(),
+            Some(HeadKind::SphereFace {
+                margin: 4,
+                lambda: 1000.0
+            })
+        );
+        for c in [&arc, &sub, &sphere] {
+            let text = toml::to_string(c).unwrap();
+            assert_eq!(&parse(&text).unwrap(), c, "{text}");
+            assert!(text.starts_with("kind = "), "{text}");
+        }
+        let text = toml::to_string(&sub).unwrap();
+        assert!(
+            text.contains("centers = 2\n"),
+            "an integer stays one: {text}"
+        );
+        // unknown keys name the kind's parameters; the shared options are refused by a head
+        let err = parse("kind = \"cosface\"\ngamma = 2").unwrap_err();
+        assert!(
+            err.contains("`gamma`") && err.contains("scale, margin"),
+            "{err}"
+        );
+        let err = parse("kind = \"cosface\"\nmargin = \"big\"").unwrap_err();
+        assert!(err.contains("must be a number"), "{err}");
+        let weighted = parse("kind = \"cosface\"\nweight = [1.0, 2.0]").unwrap();
+        assert_eq!(
+            weighted.validate().unwrap_err().to_string(),
+            "weight is not an option of the cosface loss"
+        );
+        let fused = parse("kind = \"arcface\"\nimplementation = \"fused\"").unwrap();
+        assert!(fused.validate().is_err());
+        for (text, field) in [
+            ("kind = \"subcenter-arcface\"\ncenters = 2.5", "centers"),
+            ("kind = \"sphereface\"\nmargin = 0", "margin"),
+            ("kind = \"lsoftmax\"\nlambda_gamma = -1", "lambda_gamma"),
+            ("kind = \"cosface\"\nscale = 0", "scale"),
+        ] {
+            let err = parse(text).unwrap().validate().unwrap_err().to_string();
+            assert!(err.starts_with(field), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_head_is_built_as_a_head_and_a_logit_loss_as_a_logit_loss() {
+        let device = Device::flex();
+        let cos = LossConfig::of_kind(LossKind::CosFace);
+        assert!(matches!(
+            cos.init(&device),
+            Err(ConfigError::MarginHead { kind: "cosface" })
+        ));
+        let head = cos.init_head(16, 10, &device).unwrap();
+        assert_eq!(head.classes(), 10);
+        assert!(matches!(
+            LossConfig::of_kind(LossKind::Focal).init_head(16, 10, &device),
+            Err(ConfigError::NotAHead { kind: "focal" })
+        ));
+        // L-Softmax anneals from the schedule's first value
+        let l = LossConfig::of_kind(LossKind::LSoftmax)
+            .init_head(16, 10, &device)
+            .unwrap();
+        assert_eq!(l.lambda(), Some(1000.0));
+        assert_eq!(l.at_iteration(1_000_000).lambda(), Some(5.0));
+        // every kind has a name that parses back, and heads are exactly the six
+        for kind in LossKind::ALL {
+            assert_eq!(kind.name().parse::<LossKind>(), Ok(kind));
+            assert_eq!(kind.is_head(), LossKind::HEADS.contains(&kind));
+            assert_eq!(LossConfig::of_kind(kind).kind(), kind);
+            LossConfig::of_kind(kind).validate().unwrap();
+        }
     }
 
     #[test]

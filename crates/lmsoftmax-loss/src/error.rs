@@ -57,6 +57,23 @@ pub enum ConfigError {
         /// The kind of loss.
         kind: &'static str,
     },
+    /// A margin head's kind where a logit-level loss is built, or the other way round.
+    #[error(
+        "the {kind} loss is a margin head: it takes the network's features and owns the class \
+         weights (build it with LossConfig::init_head), not logits"
+    )]
+    MarginHead {
+        /// The kind of loss.
+        kind: &'static str,
+    },
+    /// [`init_head`](crate::LossConfig::init_head) for a logit-level kind.
+    #[error(
+        "the {kind} loss is not a margin head: it takes logits (build it with LossConfig::init)"
+    )]
+    NotAHead {
+        /// The kind of loss.
+        kind: &'static str,
+    },
     /// A parameter name the kind of loss does not have.
     #[error("{name} is not a parameter of the {kind} loss (its parameters: {known})")]
     UnknownParameter {

@@ -211,6 +211,28 @@ impl LambdaSchedule {
     pub fn lambda(&self, iter: u64) -> f64 {
         (self.base * (1.0 + self.gamma * iter as f64).powf(-self.power)).max(self.lambda_min)
     }
+
+    /// Checks the schedule: every value finite and `>= 0`.
+    ///
+    /// # Errors
+    /// A [`ConfigError::OutOfRange`] naming the value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (field, value) in [
+            ("lambda_base", self.base),
+            ("lambda_gamma", self.gamma),
+            ("lambda_power", self.power),
+            ("lambda_min", self.lambda_min),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(ConfigError::OutOfRange {
+                    field,
+                    value,
+                    range: "finite and >= 0",
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A margin head: the class-weight matrix and how logits are made from it.
@@ -238,6 +260,8 @@ pub struct MarginHead {
     kind: HeadKind,
     #[module(skip)]
     reduction: LossReduction,
+    #[module(skip)]
+    schedule: Option<LambdaSchedule>,
 }
 
 /// Cosines are clamped this far inside `[-1, 1]` where the angle is needed.
@@ -289,6 +313,7 @@ impl MarginHead {
             weight: Param::from_tensor(weight),
             kind,
             reduction: LossReduction::Mean,
+            schedule: None,
         }
     }
 
@@ -313,6 +338,48 @@ impl MarginHead {
             *lambda = value;
         }
         self
+    }
+
+    /// The same head annealing `lambda` by `schedule` (SphereFace, L-Softmax; ignored by the
+    /// other kinds): `lambda` is set to the schedule's first value, and
+    /// [`at_iteration`](Self::at_iteration) moves it on.
+    ///
+    /// ```
+    /// use burn::tensor::Device;
+    /// use lmsoftmax_loss::{HeadKind, LambdaSchedule, MarginHead};
+    /// let kind = HeadKind::SphereFace { margin: 4, lambda: 0.0 };
+    /// let head = MarginHead::new(kind, 8, 10, &Device::flex())?
+    ///     .with_schedule(LambdaSchedule::default());
+    /// assert_eq!(head.lambda(), Some(1000.0));
+    /// assert_eq!(head.at_iteration(100_000).lambda(), Some(5.0));
+    /// # Ok::<(), lmsoftmax_loss::ConfigError>(())
+    /// ```
+    pub fn with_schedule(mut self, schedule: LambdaSchedule) -> Self {
+        if matches!(
+            self.kind,
+            HeadKind::SphereFace { .. } | HeadKind::LSoftmax { .. }
+        ) {
+            self.schedule = Some(schedule);
+            self = self.with_lambda(schedule.lambda(0));
+        }
+        self
+    }
+
+    /// The head as training iteration `iter` (0-based) uses it: `lambda` from the schedule, if
+    /// the head has one (unchanged otherwise).
+    pub fn at_iteration(self, iter: u64) -> Self {
+        match self.schedule {
+            Some(s) => self.with_lambda(s.lambda(iter)),
+            None => self,
+        }
+    }
+
+    /// The current `lambda` (SphereFace, L-Softmax), else `None`.
+    pub fn lambda(&self) -> Option<f64> {
+        match self.kind {
+            HeadKind::SphereFace { lambda, .. } | HeadKind::LSoftmax { lambda, .. } => Some(lambda),
+            _ => None,
+        }
     }
 
     /// Classes `C`.
