@@ -384,9 +384,13 @@ pub struct BenchLossArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ce,fused,family,composed,burn-ce"
+        default_value = "ce,fused,family,heads,composed,burn-ce"
     )]
     pub paths: Vec<LossPath>,
+    /// Embedding size D of the margin heads (`heads` path): they take `N x D` features and own
+    /// a `C x D` class-weight matrix [default: 128, layer13's pooled feature].
+    #[arg(long, default_value_t = crate::bench::loss::DEFAULT_EMBED_DIM)]
+    pub embed_dim: usize,
     /// Untimed warm-up runs per path.
     #[arg(long, default_value_t = 10)]
     pub warmup: usize,

@@ -385,9 +385,16 @@ mod tests {
         assert!(e.contains("reg_lambda must be >= 0"), "{e}");
         let e = format!(
             "{}",
-            Cli::try_parse_from(["lmsoftmax", "train", "--loss", "arcface"]).unwrap_err()
+            Cli::try_parse_from(["lmsoftmax", "train", "--loss", "arcfaces"]).unwrap_err()
         );
-        assert!(e.contains("unknown loss 'arcface'"), "{e}");
+        assert!(e.contains("unknown loss 'arcfaces'"), "{e}");
+        let e = err(&["--loss", "cosface", "--loss-param", "gamma=2"]);
+        assert!(
+            e.contains("scale, margin"),
+            "the head's parameters are listed: {e}"
+        );
+        let e = err(&["--loss", "subcenter-arcface", "--loss-param", "centers=0"]);
+        assert!(e.contains("centers"), "{e}");
     }
 
     #[test]

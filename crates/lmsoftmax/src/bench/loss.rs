@@ -1,13 +1,14 @@
 //! `lmsoftmax bench loss`: forward+backward time of the loss on the CPU backend, for the fused
 //! kernel, the composed tensor ops, our fused plain cross-entropy, Burn's `CrossEntropyLoss`, and
 //! the rest of the logit-level family (label smoothing, focal, Poly-1, confidence penalty) at
-//! their default parameters.
-//! The shapes are those of the PyTorch reference `shared/bench/ref_loss.py`.
+//! their default parameters, and the margin heads (CosFace, ArcFace, the combined margin, sub-centre
+//! ArcFace, SphereFace, L-Softmax) on `N x D` embeddings with `C` classes (their class-weight
+//! gradient included). The shapes are those of the PyTorch reference `shared/bench/ref_loss.py`.
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use lmsoftmax_loss::{
-    LargeMarginInSoftmaxLossConfig, LossConfig, LossImplementation, LossKind,
+    LargeMarginInSoftmaxLossConfig, LossConfig, LossImplementation, LossKind, MarginHead,
     SoftmaxCrossEntropyLossConfig,
 };
 use serde::Serialize;
@@ -37,6 +38,8 @@ pub enum LossPath {
     BurnCe,
     /// The rest of the logit-level family at their defaults (fused kernel).
     Family,
+    /// The margin heads at their defaults, on `N x D` embeddings (composed ops).
+    Heads,
 }
 
 /// Median forward+backward times (ms) of one shape; NaN for a path that was not run.
@@ -64,6 +67,20 @@ pub struct LossTimes {
     pub poly_ms: f64,
     /// Confidence penalty, beta 0.1 (fused).
     pub confidence_penalty_ms: f64,
+    /// Embedding size `D` of the margin heads.
+    pub embed_dim: usize,
+    /// CosFace, s 30, m 0.35, gradients of the embeddings and the class weights.
+    pub cosface_ms: f64,
+    /// ArcFace, s 30, m 0.5.
+    pub arcface_ms: f64,
+    /// The combined margin, s 30, m1 1, m2 0.5, m3 0.
+    pub combined_ms: f64,
+    /// Sub-centre ArcFace, s 30, m 0.5, K 3.
+    pub subcenter_arcface_ms: f64,
+    /// SphereFace, m 4 (lambda at its first value).
+    pub sphereface_ms: f64,
+    /// L-Softmax, m 4 (lambda at its first value).
+    pub lsoftmax_ms: f64,
     /// The large-margin loss value (the same for both implementations).
     pub loss: f64,
 }
@@ -108,16 +125,20 @@ fn time_loss(
     (median, value)
 }
 
-/// Measures every path on one `n x c` shape.
+/// The embedding size the margin heads are timed at by default: layer13's pooled feature.
+pub const DEFAULT_EMBED_DIM: usize = 128;
+
+/// Measures every path on one `n x c` shape (the heads on `n x 128` embeddings).
 ///
 /// ```
 /// let t = lmsoftmax::bench::loss::measure(16, 10, 1, 3);
-/// assert!(t.fused_ms > 0.0 && t.loss.is_finite());
+/// assert!(t.fused_ms > 0.0 && t.loss.is_finite() && t.arcface_ms > 0.0);
 /// ```
 pub fn measure(n: usize, c: usize, warmup: usize, reps: usize) -> LossTimes {
     measure_paths(
         n,
         c,
+        DEFAULT_EMBED_DIM,
         warmup,
         reps,
         &[
@@ -126,14 +147,38 @@ pub fn measure(n: usize, c: usize, warmup: usize, reps: usize) -> LossTimes {
             LossPath::Composed,
             LossPath::BurnCe,
             LossPath::Family,
+            LossPath::Heads,
         ],
     )
 }
 
-/// Measures the given paths, in that order, on one `n x c` shape.
+/// Times one forward+backward of a margin head (the gradients of the embeddings and of the class
+/// weights).
+fn time_head(
+    head: &MarginHead,
+    x: &Tensor<2>,
+    y: &Tensor<1, Int>,
+    warmup: usize,
+    reps: usize,
+) -> f64 {
+    median_ms(warmup, reps, || {
+        let grads = head.forward(x.clone(), y.clone()).backward();
+        let gx = x.grad(&grads).expect("embeddings have a gradient");
+        let gw = head
+            .weight
+            .grad(&grads)
+            .expect("class weights have a gradient");
+        (gx, gw)
+    })
+    .0
+}
+
+/// Measures the given paths, in that order, on one `n x c` shape (the heads on `n x embed_dim`
+/// embeddings).
 pub fn measure_paths(
     n: usize,
     c: usize,
+    embed_dim: usize,
     warmup: usize,
     reps: usize,
     paths: &[LossPath],
@@ -159,6 +204,13 @@ pub fn measure_paths(
         focal_ms: f64::NAN,
         poly_ms: f64::NAN,
         confidence_penalty_ms: f64::NAN,
+        embed_dim,
+        cosface_ms: f64::NAN,
+        arcface_ms: f64::NAN,
+        combined_ms: f64::NAN,
+        subcenter_arcface_ms: f64::NAN,
+        sphereface_ms: f64::NAN,
+        lsoftmax_ms: f64::NAN,
         loss: f64::NAN,
     };
     for path in paths {
@@ -199,6 +251,24 @@ pub fn measure_paths(
                     *slot = time_loss(|x, y| loss.forward(x, y), &x, &y, warmup, reps).0;
                 }
             }
+            LossPath::Heads => {
+                let (embeddings, _) = batch(n, embed_dim, &device);
+                let embeddings = embeddings.require_grad();
+                for (kind, slot) in [
+                    (LossKind::CosFace, &mut t.cosface_ms),
+                    (LossKind::ArcFace, &mut t.arcface_ms),
+                    (LossKind::Combined, &mut t.combined_ms),
+                    (LossKind::SubcenterArcFace, &mut t.subcenter_arcface_ms),
+                    (LossKind::SphereFace, &mut t.sphereface_ms),
+                    (LossKind::LSoftmax, &mut t.lsoftmax_ms),
+                ] {
+                    device.seed(1);
+                    let head = LossConfig::of_kind(kind)
+                        .init_head(embed_dim, c, &device)
+                        .expect("default configuration is valid");
+                    *slot = time_head(&head, &embeddings, &y, warmup, reps);
+                }
+            }
         }
     }
     t
@@ -206,6 +276,26 @@ pub fn measure_paths(
 
 /// The Markdown table row header for [`table_row`].
 pub const TABLE_HEADER: &str = "|     N |       C | fused ms | composed ms | our CE ms | burn CE ms | fused/CE | l.smooth ms | focal ms | poly ms | conf.pen ms |\n|------:|--------:|---------:|------------:|----------:|-----------:|---------:|------------:|---------:|--------:|------------:|";
+
+/// The Markdown table header of the margin heads, for [`heads_row`].
+pub const HEADS_HEADER: &str = "|     N |       C |    D | our CE ms | cosface ms | arcface ms | combined ms | subcenter ms | sphereface ms | lsoftmax ms |\n|------:|--------:|-----:|----------:|-----------:|-----------:|------------:|-------------:|--------------:|------------:|";
+
+/// One Markdown row of the margin heads' times (CE on the `N x C` logits beside them).
+pub fn heads_row(t: &LossTimes) -> String {
+    format!(
+        "| {:>5} | {:>7} | {:>4} | {:>9.3} | {:>10.3} | {:>10.3} | {:>11.3} | {:>12.3} | {:>13.3} | {:>11.3} |",
+        t.n,
+        t.c,
+        t.embed_dim,
+        t.ce_ms,
+        t.cosface_ms,
+        t.arcface_ms,
+        t.combined_ms,
+        t.subcenter_arcface_ms,
+        t.sphereface_ms,
+        t.lsoftmax_ms
+    )
+}
 
 /// One Markdown table row.
 pub fn table_row(t: &LossTimes) -> String {

@@ -4,7 +4,9 @@ use anyhow::{Context, Result};
 use burn::tensor::Device;
 
 use super::open_data;
-use crate::bench::loss::{REFERENCE_SHAPES, TABLE_HEADER, measure_paths, table_row};
+use crate::bench::loss::{
+    HEADS_HEADER, LossPath, REFERENCE_SHAPES, TABLE_HEADER, heads_row, measure_paths, table_row,
+};
 use crate::cli::{BenchDataArgs, BenchLossArgs, BenchTrainStepArgs};
 use crate::error::input;
 
@@ -13,6 +15,9 @@ use crate::error::input;
 /// # Errors
 /// Bad shapes.
 pub fn loss(args: &BenchLossArgs) -> Result<()> {
+    if args.embed_dim == 0 {
+        return Err(input("--embed-dim must be >= 1"));
+    }
     if args.n == 0 || args.c < 2 {
         return Err(input(format!(
             "--n must be >= 1 and --c >= 2 (the loss needs two classes), got --n {} --c {}",
@@ -33,9 +38,16 @@ pub fn loss(args: &BenchLossArgs) -> Result<()> {
     println!("{TABLE_HEADER}");
     let mut rows = Vec::new();
     for (n, c) in shapes {
-        let t = measure_paths(n, c, args.warmup, args.reps, &args.paths);
+        let t = measure_paths(n, c, args.embed_dim, args.warmup, args.reps, &args.paths);
         println!("{}", table_row(&t));
         rows.push(t);
+    }
+    if args.paths.contains(&LossPath::Heads) {
+        println!("\nmargin heads on N x D embeddings, gradients of the embeddings and of W [C, D]");
+        println!("{HEADS_HEADER}");
+        for t in &rows {
+            println!("{}", heads_row(t));
+        }
     }
     if args.json {
         for t in &rows {

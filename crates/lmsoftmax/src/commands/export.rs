@@ -7,7 +7,8 @@ use burn::tensor::Device;
 use crate::cli::ExportArgs;
 use crate::error::{as_input, input};
 use crate::train::checkpoint;
-use crate::train::state::{load_model, read_state};
+use crate::train::model::Classifier;
+use crate::train::state::read_state;
 
 /// `lmsoftmax export`.
 ///
@@ -28,8 +29,17 @@ pub fn export(a: &ExportArgs) -> Result<()> {
         }
     };
     let device = Device::flex();
-    let model = lmsoftmax_models::build(&state.arch, channels, classes, state.width, &device)?;
-    let model = load_model(model, parts.model, &a.checkpoint).map_err(as_input)?;
+    let model = Classifier::build(
+        &state.arch,
+        channels,
+        classes,
+        state.width,
+        &state.config.loss,
+        &device,
+    )?;
+    let model = model
+        .load_record_bytes(parts.model, &a.checkpoint)
+        .map_err(as_input)?;
     let out = a
         .out
         .clone()
@@ -44,8 +54,26 @@ pub fn export(a: &ExportArgs) -> Result<()> {
     options
         .metadata
         .insert("width".into(), state.width.to_string());
-    let summary = lmsoftmax_models::export_safetensors_with(&model, &state.arch, &out, &options)
-        .with_context(|| format!("exporting {} ({})", a.checkpoint.display(), state.arch))?;
+    if let Some(head) = &model.head {
+        // the network without its last layer (as timm's `num_classes=0`), and the head's
+        // class weights `[C*K, D]` beside it
+        let w = head.weight.val();
+        let shape = w.dims().to_vec();
+        let values = w
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading the head's weights: {e:?}"))?;
+        options
+            .extra_tensors
+            .push(("head.weight".into(), shape, values));
+        options
+            .metadata
+            .insert("loss".into(), state.config.loss.label());
+    }
+    let summary =
+        lmsoftmax_models::export_safetensors_with(&model.network, &state.arch, &out, &options)
+            .with_context(|| format!("exporting {} ({})", a.checkpoint.display(), state.arch))?;
     println!(
         "wrote {}: {} (width {}), {} tensors, {} values, {} bytes",
         out.display(),

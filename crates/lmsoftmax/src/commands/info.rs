@@ -59,21 +59,46 @@ pub fn models(args: &ModelsArgs) -> Result<()> {
             .map(|m| {
                 serde_json::json!({
                     "name": m.name, "num_classes": m.num_classes, "parameters": m.parameters,
-                    "input": m.input, "gmacs": m.gmacs,
+                    "input": m.input, "gmacs": m.gmacs, "head_features": m.features,
+                    "head_input": head_input(m.name),
                 })
             })
             .collect();
         println!("{}", serde_json::to_string(&v)?);
         return Ok(());
     }
-    println!("| name | classes | parameters | input | GMACs |\n|---|---:|---:|---|---:|");
+    println!(
+        "| name | classes | parameters | input | GMACs | a margin head takes |\n\
+         |---|---:|---:|---|---:|---|"
+    );
     for m in rows {
         println!(
-            "| {} | {} | {} | {}x{}x{} | {:.3} |",
-            m.name, m.num_classes, m.parameters, m.input[0], m.input[1], m.input[2], m.gmacs
+            "| {} | {} | {} | {}x{}x{} | {:.3} | {} ({}-d) |",
+            m.name,
+            m.num_classes,
+            m.parameters,
+            m.input[0],
+            m.input[1],
+            m.input[2],
+            m.gmacs,
+            head_input(m.name),
+            m.features
         );
     }
+    println!(
+        "\nWith a margin-head loss (--loss cosface, arcface, ...) the last linear layer is replaced \
+         by the head on those features."
+    );
     Ok(())
+}
+
+/// Which feature of a network a margin head takes in place of its last linear layer.
+fn head_input(arch: &str) -> &'static str {
+    if arch.starts_with("vgg") {
+        "the last hidden layer's output, after ReLU and dropout"
+    } else {
+        "the globally average-pooled last feature map"
+    }
 }
 
 /// `lmsoftmax configs`.

@@ -18,9 +18,9 @@ use crate::run_folder::metrics::EpochRow;
 /// (another lambda, say) takes the next spare colour.
 fn colour(index: usize, kind: LossKind) -> RGBColor {
     const SPARE: [RGBColor; 3] = [
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
         RGBColor(127, 127, 127),
+        RGBColor(60, 60, 60),
+        RGBColor(170, 170, 170),
     ];
     let own = match kind {
         LossKind::Softmax => BLUE,
@@ -29,6 +29,12 @@ fn colour(index: usize, kind: LossKind) -> RGBColor {
         LossKind::Focal => RGBColor(148, 103, 189),
         LossKind::Poly => RGBColor(255, 127, 14),
         LossKind::ConfidencePenalty => RGBColor(23, 190, 207),
+        LossKind::CosFace => RGBColor(188, 189, 34),
+        LossKind::ArcFace => RGBColor(140, 86, 75),
+        LossKind::Combined => RGBColor(227, 119, 194),
+        LossKind::SubcenterArcFace => RGBColor(0, 128, 128),
+        LossKind::SphereFace => RGBColor(128, 0, 0),
+        LossKind::LSoftmax => RGBColor(0, 0, 128),
     };
     // `index` counts the groups drawn before this one with the same kind
     if index == 0 {

@@ -89,7 +89,7 @@ pub struct TrainConfig {
 }
 
 /// The shipped configurations, by name.
-pub const BUILTIN: [(&str, &str); 9] = [
+pub const BUILTIN: [(&str, &str); 15] = [
     ("layer13", include_str!("../../configs/layer13.toml")),
     (
         "layer13_largemargin",
@@ -114,6 +114,30 @@ pub const BUILTIN: [(&str, &str); 9] = [
     (
         "layer13_confidence_penalty",
         include_str!("../../configs/layer13_confidence_penalty.toml"),
+    ),
+    (
+        "layer13_cosface",
+        include_str!("../../configs/layer13_cosface.toml"),
+    ),
+    (
+        "layer13_arcface",
+        include_str!("../../configs/layer13_arcface.toml"),
+    ),
+    (
+        "layer13_combined",
+        include_str!("../../configs/layer13_combined.toml"),
+    ),
+    (
+        "layer13_subcenter_arcface",
+        include_str!("../../configs/layer13_subcenter_arcface.toml"),
+    ),
+    (
+        "layer13_sphereface",
+        include_str!("../../configs/layer13_sphereface.toml"),
+    ),
+    (
+        "layer13_lsoftmax",
+        include_str!("../../configs/layer13_lsoftmax.toml"),
     ),
     ("imagenet", include_str!("../../configs/imagenet.toml")),
     (
@@ -257,6 +281,18 @@ mod tests {
         assert_eq!(c.lr(30) as f32, 0.01);
         assert_eq!(c.lr(119) as f32, 1e-4);
         assert_eq!(c.clone().with_epochs(12).lr(3) as f32, 0.01);
+    }
+
+    #[test]
+    fn every_loss_kind_has_a_shipped_layer13_config_at_its_defaults() {
+        for kind in lmsoftmax_loss::LossKind::ALL {
+            let config = BUILTIN
+                .iter()
+                .map(|(n, _)| TrainConfig::builtin(n).unwrap())
+                .find(|c| c.name.starts_with("layer13") && c.loss.kind() == kind)
+                .unwrap_or_else(|| panic!("no shipped layer13 config trains {kind}"));
+            assert_eq!(config.loss, LossConfig::of_kind(kind), "{}", config.name);
+        }
     }
 
     #[test]

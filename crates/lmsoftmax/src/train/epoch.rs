@@ -5,15 +5,14 @@
 use std::path::Path;
 use std::time::Instant;
 
+use super::model::Classifier;
+use super::parallel::DataParallel;
+use super::step::{StepError, StepStats};
 use anyhow::{Result, bail};
 use burn::optim::ModuleOptimizer;
 use indicatif::{ProgressBar, ProgressStyle};
 use lmsoftmax_data::{Dataset, LoaderConfig, epoch_batches};
 use lmsoftmax_loss::LossError;
-use lmsoftmax_models::Network;
-
-use super::parallel::DataParallel;
-use super::step::{StepError, StepStats};
 
 /// How an epoch is run and logged.
 pub struct EpochPlan<'a> {
@@ -36,6 +35,8 @@ pub struct EpochPlan<'a> {
 pub struct EpochTraining {
     /// Sums over the epoch's batches.
     pub stats: StepStats,
+    /// Training steps taken (batches).
+    pub steps: u64,
     /// Wall time of the training pass.
     pub seconds: f64,
 }
@@ -52,7 +53,9 @@ fn meter(current: f64, average: f64, decimals: usize) -> String {
     format!("{current:.decimals$} ({average:.decimals$})")
 }
 
-/// Trains `model` for epoch `epoch` (0-based) at rate `lr`; returns the updated model.
+/// Trains `model` for epoch `epoch` (0-based) at rate `lr`, its first step being training
+/// iteration `first_step` of the run (which a margin head's annealed `lambda` follows); returns
+/// the updated model.
 ///
 /// # Errors
 /// Data errors, bad targets, a divergence (naming the epoch, the batch and the newest intact
@@ -60,11 +63,12 @@ fn meter(current: f64, average: f64, decimals: usize) -> String {
 pub fn train_epoch(
     plan: &EpochPlan,
     parallel: &DataParallel,
-    mut model: Network,
+    mut model: Classifier,
     optim: &mut ModuleOptimizer,
     epoch: usize,
     lr: f64,
-) -> Result<(Network, EpochTraining)> {
+    first_step: u64,
+) -> Result<(Classifier, EpochTraining)> {
     let start = Instant::now();
     let batches = lmsoftmax_data::batches_per_epoch(plan.data.train.len(), plan.loader.batch_size);
     let bar = if plan.quiet {
@@ -79,6 +83,7 @@ pub fn train_epoch(
     );
     bar.set_prefix(format!("{}/{}", epoch + 1, plan.epochs));
     let mut total = StepStats::default();
+    let mut steps = 0u64;
     let (mut time_sum, mut data_sum) = (0f64, 0f64);
     let mut batch_iter =
         epoch_batches(plan.data.train.clone(), plan.loader, epoch as u64).enumerate();
@@ -90,6 +95,7 @@ pub fn train_epoch(
         let batch = batch?;
         let data_time = waited.elapsed().as_secs_f64();
         super::phases::enter_step(epoch, b);
+        model = model.at_iteration(first_step + b as u64);
         let out = parallel
             .step(&model, batch)
             .map_err(|e| step_failure(e, plan, epoch, b))?;
@@ -104,6 +110,7 @@ pub fn train_epoch(
         }
         model = optim.step(lr, model, out.grads);
         total += out.stats;
+        steps += 1;
         if super::interrupt::requested() {
             bar.finish_and_clear();
             return Err(crate::error::Interrupted {
@@ -154,6 +161,7 @@ pub fn train_epoch(
         model,
         EpochTraining {
             stats: total,
+            steps,
             seconds: start.elapsed().as_secs_f64(),
         },
     ))

@@ -7,13 +7,13 @@ use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use lmsoftmax_data::{Dataset, LoaderConfig, epoch_batches};
-use lmsoftmax_loss::{LogitLoss, row_diagnostics};
-use lmsoftmax_models::Network;
+use lmsoftmax_loss::row_diagnostics;
 use serde::Serialize;
 
 use super::checkpoint;
+use super::model::{Classifier, Objective};
 use super::options::TrainOptions;
-use super::state::{fresh, load_model, read_state, restore};
+use super::state::{fresh, read_state, restore};
 use super::step::wrong_counts;
 use crate::run_folder::RunFolder;
 
@@ -42,9 +42,9 @@ pub struct EvalStats {
 /// # Errors
 /// Data or loss errors; device data that cannot be read back.
 pub fn evaluate_margins(
-    model: &Network,
+    model: &Classifier,
     data: &Dataset,
-    loss: &LogitLoss,
+    loss: &Objective,
     cfg: LoaderConfig,
     device: &Device,
 ) -> Result<(EvalStats, Vec<f64>)> {
@@ -54,8 +54,7 @@ pub fn evaluate_margins(
         let batch = batch?;
         let size = batch.labels.len();
         let (x, y) = batch.into_tensors(device);
-        let logits = model.forward(x);
-        let value = loss.try_forward(logits.clone(), y.clone())?;
+        let (value, logits) = loss.loss_and_logits(model, x, y.clone())?;
         let wrong = wrong_counts(&logits, &y);
         let diag = row_diagnostics(logits, y)?;
         // one read for the sums, one for the margins
@@ -136,7 +135,7 @@ pub fn evaluate_run(opts: &TrainOptions, data: &Dataset) -> Result<EvalStats> {
         pieces.state.devices = None;
         pieces = restore(&path, pieces)?;
     }
-    let loss = opts.config.loss.init(&main)?;
+    let loss = Objective::new(&opts.config.loss, &main, true)?;
     let cfg = test_loader(opts.config.batch_size, opts.workers);
     Ok(evaluate_margins(&pieces.model.valid(), data, &loss, cfg, &main)?.0)
 }
@@ -157,15 +156,25 @@ pub fn evaluate_checkpoint(
     let state = read_state(&parts, path)?;
     let [c, _, _] = data.test.output_shape();
     let classes = data.class_names.len();
-    let model = lmsoftmax_models::build(&state.arch, c, classes, state.width, device)?;
-    let model = load_model(model, parts.model, path).with_context(|| {
-        format!(
-            "{} does not fit {} with {classes} classes",
-            path.display(),
-            state.arch
-        )
-    })?;
-    let loss = state.config.loss.init(device)?;
+    let model = Classifier::build(
+        &state.arch,
+        c,
+        classes,
+        state.width,
+        &state.config.loss,
+        device,
+    )?;
+    let model = model
+        .load_record_bytes(parts.model, path)
+        .map(|m| m.after_steps(state.iterations))
+        .with_context(|| {
+            format!(
+                "{} does not fit {} with {classes} classes",
+                path.display(),
+                state.arch
+            )
+        })?;
+    let loss = Objective::new(&state.config.loss, device, true)?;
     let cfg = test_loader(batch_size, workers);
     Ok((
         format!(

@@ -2,7 +2,8 @@
 //!
 //! Top-down: [`run`] (the epoch loop and what each epoch records) uses [`epoch`] (one training
 //! pass), [`evaluate`] (the test pass) and [`state`] (network, optimizer and run state, fresh or
-//! from a [`checkpoint`]); a step is [`step`] on one device or [`parallel`] over several.
+//! from a [`checkpoint`]); a step is [`step`] on one device or [`parallel`] over several, on the
+//! [`model`] (a network, and a margin head when the loss is one).
 
 pub mod checkpoint;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod epoch;
 pub mod evaluate;
 pub mod identity;
 pub mod interrupt;
+pub mod model;
 pub mod options;
 pub mod parallel;
 pub mod phases;

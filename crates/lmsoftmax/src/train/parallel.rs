@@ -17,16 +17,14 @@
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
+use super::model::{Classifier, Objective};
+use super::step::shard_step;
+pub use super::step::{StepError, StepOutput, StepStats};
 use anyhow::{Result, anyhow, bail};
 use burn::module::Module;
 use burn::optim::GradientsAccumulator;
 use burn::tensor::Device;
 use lmsoftmax_data::{HostBatch, batch_buffers};
-use lmsoftmax_loss::LogitLoss;
-use lmsoftmax_models::Network;
-
-use super::step::shard_step;
-pub use super::step::{StepError, StepOutput, StepStats};
 
 /// The rows of each shard when `batch` rows are split over `devices` devices: as even as
 /// possible, the first shards one larger; empty shards when the batch is smaller than the
@@ -68,7 +66,7 @@ fn split(batch: &HostBatch, devices: usize) -> Vec<HostBatch> {
 }
 
 struct Job {
-    model: Network,
+    model: Classifier,
     shard: HostBatch,
     scale: f64,
 }
@@ -88,7 +86,7 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Worker {
-    fn start(index: usize, device: Device, loss: LogitLoss) -> Self {
+    fn start(index: usize, device: Device, loss: Objective) -> Self {
         let (jobs, inbox) = channel::<Job>();
         let (outbox, results) = channel();
         let handle = std::thread::Builder::new()
@@ -131,7 +129,7 @@ impl Drop for Worker {
 /// Runs training steps over a list of devices (the first is the main device).
 pub struct DataParallel {
     main: Device,
-    main_loss: LogitLoss,
+    main_loss: Objective,
     workers: Vec<Worker>,
 }
 
@@ -143,7 +141,7 @@ impl DataParallel {
     /// No device, or the loss cannot be built.
     pub fn new(
         devices: &[Device],
-        make_loss: impl Fn(&Device) -> Result<LogitLoss>,
+        make_loss: impl Fn(&Device) -> Result<Objective>,
     ) -> Result<Self> {
         let Some(main) = devices.first() else {
             bail!("data-parallel training needs at least one device")
@@ -173,7 +171,7 @@ impl DataParallel {
     ///
     /// # Errors
     /// The loss's error on a shard, or a failed replica (its panic message).
-    pub fn step(&self, model: &Network, batch: HostBatch) -> Result<StepOutput, StepError> {
+    pub fn step(&self, model: &Classifier, batch: HostBatch) -> Result<StepOutput, StepError> {
         if self.workers.is_empty() {
             return shard_step(model, &self.main_loss, batch, 1.0, &self.main);
         }
@@ -199,7 +197,7 @@ impl DataParallel {
             }
             busy.push(worker);
         }
-        let mut accumulator = GradientsAccumulator::<Network>::new();
+        let mut accumulator = GradientsAccumulator::<Classifier>::new();
         let (mut loss, mut stats) = (0.0, StepStats::default());
         let mut failure = None;
         // every busy worker answers (also after a failure elsewhere) before the step returns
@@ -238,7 +236,7 @@ mod tests {
     use lmsoftmax_loss::LossConfig;
 
     /// Every gradient of `model` in `grads`, flattened in visiting order.
-    fn flat(model: &Network, grads: &GradientsParams) -> Vec<Vec<f32>> {
+    fn flat(model: &Classifier, grads: &GradientsParams) -> Vec<Vec<f32>> {
         struct Collect<'a> {
             grads: &'a GradientsParams,
             out: Vec<Vec<f32>>,
@@ -275,9 +273,20 @@ mod tests {
     fn two_replicas_give_the_full_batch_gradients_and_loss() {
         let device = Device::flex().autodiff();
         device.seed(3);
-        // vgg11bow has no BatchNorm, so shards see exactly what the full batch sees
-        let model = lmsoftmax_models::build("vgg11bow", 3, 10, 0.125, &device).unwrap();
-        let make_loss = |d: &Device| Ok(LossConfig::default().with_reg_lambda(0.3)?.init(d)?);
+        // vgg11bow has no BatchNorm, so shards see exactly what the full batch sees; the
+        // large-margin loss and a margin head both take their means over the whole batch
+        for loss in [
+            LossConfig::default(),
+            LossConfig::of_kind(lmsoftmax_loss::LossKind::CosFace),
+        ] {
+            same_step_on_two_replicas(&device, &loss);
+        }
+    }
+
+    fn same_step_on_two_replicas(device: &Device, loss: &LossConfig) {
+        let device = device.clone();
+        let model = Classifier::build("vgg11bow", 3, 10, 0.125, loss, &device).unwrap();
+        let make_loss = |d: &Device| Objective::new(loss, d, false);
         let one = DataParallel::new(std::slice::from_ref(&device), make_loss).unwrap();
         let two = DataParallel::new(&[device.clone(), device.clone()], make_loss).unwrap();
         assert_eq!((one.devices(), two.devices()), (1, 2));
@@ -322,8 +331,10 @@ mod tests {
             ] {
                 assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{x} vs {y}");
             }
-            // the loss is the mean of CE + lambda R over the batch
-            assert!((a.loss_sum - (a.ce_sum + 0.3 * a.reg_sum)).abs() <= 1e-4 * a.loss_sum);
+            // the large-margin loss is the mean of CE + lambda R over the batch
+            if !loss.kind().is_head() {
+                assert!((a.loss_sum - (a.ce_sum + 0.3 * a.reg_sum)).abs() <= 1e-4 * a.loss_sum);
+            }
         }
     }
 
@@ -379,8 +390,9 @@ mod tests {
     #[test]
     fn a_failing_replica_is_an_error_not_a_hang() {
         let device = Device::flex().autodiff();
-        let model = lmsoftmax_models::build("small_cnn", 3, 10, 0.25, &device).unwrap();
-        let make_loss = |d: &Device| Ok(LossConfig::default().init(d)?);
+        let loss = LossConfig::default();
+        let model = Classifier::build("small_cnn", 3, 10, 0.25, &loss, &device).unwrap();
+        let make_loss = |d: &Device| Objective::new(&loss, d, true);
         let two = DataParallel::new(&[device.clone(), device.clone()], make_loss).unwrap();
         let mut b = batch(4, 9);
         b.labels[3] = 99; // out of range in the second shard

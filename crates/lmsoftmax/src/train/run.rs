@@ -14,6 +14,7 @@ use super::checkpoint;
 use super::checkpoint::CheckpointParts;
 use super::epoch::{EpochPlan, EpochTraining, train_epoch};
 use super::evaluate::{EvalStats, evaluate_margins};
+use super::model::Objective;
 use super::options::TrainOptions;
 use super::parallel::DataParallel;
 use super::phases::{self, Phase};
@@ -351,10 +352,8 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
     let replicas: Vec<Device> = opts.devices.iter().map(|d| d.clone().autodiff()).collect();
     // The step reads its loss back with its other statistics and stops on a non-finite one
     // itself, so the loss's own finiteness check (one more read per step) is left out there.
-    let parallel = DataParallel::new(&replicas, |d| {
-        Ok(opts.config.loss.init(d)?.with_check_finite(false))
-    })?;
-    let loss_eval = opts.config.loss.init(&plain)?;
+    let parallel = DataParallel::new(&replicas, |d| Objective::new(&opts.config.loss, d, false))?;
+    let loss_eval = Objective::new(&opts.config.loss, &plain, true)?;
     let cfg = &opts.config;
     let loader = |shuffle| LoaderConfig {
         batch_size: cfg.batch_size,
@@ -385,9 +384,17 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
         let lr = cfg.lr(epoch);
         let started = std::time::Instant::now();
         phases::enter(Phase::Train, epoch);
-        let (model, training) =
-            train_epoch(&plan, &parallel, pieces.model, &mut pieces.optim, epoch, lr)?;
+        let (model, training) = train_epoch(
+            &plan,
+            &parallel,
+            pieces.model,
+            &mut pieces.optim,
+            epoch,
+            lr,
+            pieces.state.iterations,
+        )?;
         pieces.model = model;
+        pieces.state.iterations += training.steps;
         phases::enter(Phase::Evaluate, epoch);
         let (test, margins) = evaluate_margins(
             &pieces.model.valid(),
@@ -416,6 +423,12 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
                 " *val* Err@1 {:.3} Err@5 {:.3}",
                 row.test_top1_err, row.test_top5_err
             );
+            if let Some(lambda) = pieces.model.lambda() {
+                eprintln!(
+                    " head lambda {lambda:.4} after {} steps",
+                    pieces.state.iterations
+                );
+            }
         }
         pieces.state.rows.push(row);
         phases::enter(Phase::Checkpoint, epoch);

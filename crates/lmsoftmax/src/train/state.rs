@@ -4,19 +4,17 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{ModuleOptimizer, OptimizerRecord, SgdConfig};
-use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
 use lmsoftmax_data::Dataset;
-use lmsoftmax_models::Network;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, CheckpointParts};
 use super::config::TrainConfig;
 use super::identity::{DataIdentity, data_identity, differences};
+use super::model::{Classifier, without_panic};
 use super::options::TrainOptions;
 use crate::run_folder::metrics::EpochRow;
 
@@ -41,6 +39,10 @@ pub struct RunState {
     /// Devices the steps were split over (absent in checkpoints of earlier versions).
     #[serde(default)]
     pub devices: Option<usize>,
+    /// Training steps taken so far (what a margin head's annealed `lambda` follows; absent in
+    /// checkpoints of earlier versions, whose runs had no head).
+    #[serde(default)]
+    pub iterations: u64,
     /// The finished epochs' metrics.
     pub rows: Vec<EpochRow>,
 }
@@ -56,8 +58,8 @@ pub struct NetworkShape {
 
 /// Network, optimizer and run state.
 pub struct Pieces {
-    /// The network (on the autodiff device).
-    pub model: Network,
+    /// The network and its margin head, if any (on the autodiff device).
+    pub model: Classifier,
     /// SGD with momentum and weight decay, as PyTorch's.
     pub optim: ModuleOptimizer,
     /// What the checkpoints record.
@@ -73,7 +75,14 @@ pub fn fresh(opts: &TrainOptions, data: &Dataset, device: &Device) -> Result<Pie
     device.seed(opts.seed);
     let [c, _, _] = data.train.output_shape();
     let classes = data.class_names.len();
-    let model = lmsoftmax_models::build(&opts.arch, c, classes, opts.width, device)?;
+    let model = Classifier::build(
+        &opts.arch,
+        c,
+        classes,
+        opts.width,
+        &opts.config.loss,
+        device,
+    )?;
     let optim = SgdConfig::new()
         .with_momentum(Some(
             MomentumConfig::new()
@@ -95,6 +104,7 @@ pub fn fresh(opts: &TrainOptions, data: &Dataset, device: &Device) -> Result<Pie
         }),
         data: Some(data_identity(&opts.dataset, data)),
         devices: Some(opts.devices.len().max(1)),
+        iterations: 0,
         rows: Vec::new(),
     };
     Ok(Pieces {
@@ -150,7 +160,12 @@ pub fn run_differences(saved: &RunState, now: &RunState) -> Vec<String> {
         format!("{:?}", b.lr),
     );
     if a.loss != b.loss {
-        field("loss", format!("{:?}", a.loss), format!("{:?}", b.loss));
+        let (x, y) = (a.loss.label(), b.loss.label());
+        if x != y {
+            field("loss", x, y);
+        } else {
+            field("loss", format!("{:?}", a.loss), format!("{:?}", b.loss));
+        }
     }
     if let (Some(x), Some(y)) = (saved.devices, now.devices) {
         field("devices", x.to_string(), y.to_string());
@@ -193,7 +208,10 @@ pub fn restore_read(
     saved.shape = saved.shape.or(pieces.state.shape);
     saved.data = saved.data.or(pieces.state.data.clone());
     saved.devices = saved.devices.or(pieces.state.devices);
-    let model = load_model(pieces.model, parts.model, path)?;
+    let model = pieces
+        .model
+        .load_record_bytes(parts.model, path)?
+        .after_steps(saved.iterations);
     let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(parts.optimizer))
         .context("checkpoint optimizer record")?;
     let optim = pieces.optim;
@@ -211,31 +229,6 @@ pub fn restore_read(
     })
 }
 
-/// Runs `f`, turning a panic into its message: Burn's record loading panics on some malformed
-/// records instead of returning an error.
-fn without_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
-        panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "a malformed record".into())
-    })
-}
-
-/// Loads a checkpoint's model record into `model`.
-///
-/// # Errors
-/// A record that does not fit the network.
-pub fn load_model(model: Network, bytes: Vec<u8>, path: &Path) -> Result<Network> {
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-        .context("checkpoint model record")?;
-    without_panic(move || model.try_load_record(record))
-        .map_err(anyhow::Error::msg)
-        .and_then(|loaded| loaded.map_err(anyhow::Error::from))
-        .with_context(|| format!("loading the model from {}", path.display()))
-}
-
 /// Saves the pieces into `path` (atomically).
 ///
 /// # Errors
@@ -243,13 +236,7 @@ pub fn load_model(model: Network, bytes: Vec<u8>, path: &Path) -> Result<Network
 pub fn save(path: &Path, pieces: &Pieces) -> Result<()> {
     let parts = CheckpointParts {
         state: serde_json::to_vec(&pieces.state)?,
-        model: pieces
-            .model
-            .clone()
-            .into_record()
-            .into_bytes()
-            .context("serialising the model")?
-            .to_vec(),
+        model: pieces.model.to_record_bytes()?,
         optimizer: pieces
             .optim
             .to_record()

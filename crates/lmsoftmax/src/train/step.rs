@@ -5,8 +5,9 @@
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor};
 use lmsoftmax_data::HostBatch;
-use lmsoftmax_loss::{LogitLoss, LossError, row_diagnostics};
-use lmsoftmax_models::Network;
+use lmsoftmax_loss::{LossError, row_diagnostics};
+
+use super::model::{Classifier, Objective};
 
 /// Sums over a batch (or a shard of one), on the host.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -93,17 +94,16 @@ pub fn wrong_counts(logits: &Tensor<2>, y: &Tensor<1, Int>) -> Tensor<1> {
 /// # Errors
 /// The loss's error (bad targets, non-finite logits).
 pub fn shard_step(
-    model: &Network,
-    loss: &LogitLoss,
+    model: &Classifier,
+    loss: &Objective,
     shard: HostBatch,
     scale: f64,
     device: &Device,
 ) -> Result<StepOutput, StepError> {
     let rows = shard.labels.len();
     let (x, y) = shard.into_tensors(device);
-    let logits = model.forward(x);
-    let value = loss
-        .try_forward(logits.clone(), y.clone())
+    let (value, logits) = loss
+        .loss_and_logits(model, x, y.clone())
         .map_err(StepError::Loss)?;
     let value = if scale == 1.0 {
         value

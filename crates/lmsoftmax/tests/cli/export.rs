@@ -2,7 +2,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use lmsoftmax::train::checkpoint;
-use lmsoftmax::train::state::{load_model, read_state};
+use lmsoftmax::train::model::Classifier;
+use lmsoftmax::train::state::read_state;
 
 use super::{assert_ok, lmsoftmax};
 
@@ -41,7 +42,19 @@ fn export_writes_a_state_dict_that_loads_back_with_the_checkpoints_logits() {
         .shape
         .expect("the checkpoint records the network's shape");
     let build = || lmsoftmax_models::build("layer13", shape.channels, shape.classes, 0.25, &device);
-    let trained = load_model(build().unwrap(), parts.model, &ckpt).unwrap();
+    let softmax = lmsoftmax_loss::LossConfig::of_kind(lmsoftmax_loss::LossKind::Softmax);
+    let trained = Classifier::build(
+        "layer13",
+        shape.channels,
+        shape.classes,
+        0.25,
+        &softmax,
+        &device,
+    )
+    .unwrap()
+    .load_record_bytes(parts.model, &ckpt)
+    .unwrap()
+    .network;
     let exported = lmsoftmax_models::load_torch_state(build().unwrap(), "layer13", &out).unwrap();
     let x: Vec<f32> = (0..2 * 3 * 32 * 32)
         .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)

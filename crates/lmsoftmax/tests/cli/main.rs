@@ -148,8 +148,19 @@ fn models_json_lists_every_network_with_counts() {
     assert_eq!(find("resnet50", 1000)["parameters"], 25_557_032);
     let g = find("layer13", 10)["gmacs"].as_f64().unwrap();
     assert!((g - 0.78).abs() < 0.01, "{g}");
+    // the feature a margin head takes: layer13's 128-d pooled one, ResNet's 2048-d one
+    assert_eq!(find("layer13", 10)["head_features"], 128);
+    assert_eq!(find("resnet50", 1000)["head_features"], 2048);
+    assert_eq!(find("small_cnn", 10)["head_features"], 128);
     for r in rows {
-        for key in ["name", "num_classes", "parameters", "input", "gmacs"] {
+        for key in [
+            "name",
+            "num_classes",
+            "parameters",
+            "input",
+            "gmacs",
+            "head_features",
+        ] {
             assert!(!r[key].is_null(), "{key} in {r}");
         }
     }
