@@ -40,6 +40,8 @@ pub use dataset::{Dataset, DatasetName, OpenOptions, open_dataset};
 pub use error::DataError;
 pub use imagefolder::{FolderOptions, ImageFolder};
 pub use imageset::{ImageSet, Splits};
-pub use loader::{HostBatch, LoaderConfig, batches_per_epoch, epoch_batches};
+pub use loader::{
+    HostBatch, LoaderConfig, batches_in_order, batches_per_epoch, epoch_batches, epoch_order,
+};
 pub use mnist::load_mnist;
 pub use synthetic::{SyntheticSpec, synthetic};

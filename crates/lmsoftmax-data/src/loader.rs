@@ -197,8 +197,33 @@ pub struct EpochBatches {
 /// assert_eq!(sizes, [4, 4, 2]);
 /// ```
 pub fn epoch_batches(source: Arc<Source>, cfg: LoaderConfig, epoch: u64) -> EpochBatches {
-    let order = Arc::new(epoch_order(source.len(), cfg.seed, epoch, cfg.shuffle));
-    let total = batches_per_epoch(source.len(), cfg.batch_size);
+    let order = epoch_order(source.len(), cfg.seed, epoch, cfg.shuffle);
+    batches_in_order(source, order, cfg, epoch)
+}
+
+/// The batches of an epoch that visits the samples of `order` (indices into `source`, repeats
+/// allowed), in that order; `cfg.shuffle` is not used. What one rank of a data-parallel run takes
+/// (its share of [`epoch_order`]); each sample is augmented as in [`epoch_batches`], by
+/// `(seed, epoch, index)`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use lmsoftmax_data::{LoaderConfig, SyntheticSpec, batches_in_order, synthetic, source::{Augment, Images, Source}, transforms::Normalize};
+/// let data = synthetic(SyntheticSpec { train: 10, test: 0, seed: 1 });
+/// let labels: Vec<i64> = data.train.labels().iter().map(|&l| l as i64).collect();
+/// let source = Arc::new(Source { images: Images::Memory(Arc::new(data.train)), augment: Augment::None, normalize: Normalize::cifar10() });
+/// let cfg = LoaderConfig { batch_size: 2, shuffle: false, seed: 7, workers: 0, prefetch: 1 };
+/// let got: Vec<i64> = batches_in_order(source, vec![3, 1, 3], cfg, 0).flat_map(|b| b.unwrap().labels).collect();
+/// assert_eq!(got, [labels[3], labels[1], labels[3]]);
+/// ```
+pub fn batches_in_order(
+    source: Arc<Source>,
+    order: Vec<usize>,
+    cfg: LoaderConfig,
+    epoch: u64,
+) -> EpochBatches {
+    let total = batches_per_epoch(order.len(), cfg.batch_size);
+    let order = Arc::new(order);
     let window = Arc::new(Window::default());
     if cfg.workers == 0 {
         return EpochBatches {

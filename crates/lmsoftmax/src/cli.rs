@@ -161,22 +161,30 @@ pub struct TrainArgs {
     /// one replica per device, the batch split evenly, gradients summed on the main device.
     #[arg(long, value_name = "LIST", conflicts_with_all = ["device", "gpu"])]
     pub devices: Option<String>,
-    /// Every visible GPU of the GPU backend compiled in, as `--devices` (the official flag; one
-    /// process drives them all).
-    #[arg(long, conflicts_with_all = ["device", "gpu", "devices"])]
+    /// One process per device (the official flag): under `mpirun` each rank trains on its
+    /// local device (`--device cuda`: rank r of a machine takes cuda:r); without it, one
+    /// process drives every visible GPU, as `--devices`.
+    #[arg(long, conflicts_with_all = ["gpu", "devices"])]
     pub multiprocessing_distributed: bool,
-    /// Number of nodes (the official flag; only one node is supported, see the README).
+    /// The official flag: the number of processes, or of nodes with
+    /// --multiprocessing-distributed. Under `mpirun` (a build with `--features mpi`) MPI gives
+    /// the world and this is checked against it; without, only 1 is accepted.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub world_size: i64,
-    /// This node's rank (the official flag).
+    /// This process's rank (the official flag; checked against MPI's under `mpirun`).
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub rank: i64,
-    /// Rendezvous address of the nodes (the official flag; `env://` reads WORLD_SIZE and RANK).
+    /// Rendezvous address (the official flag): accepted; under `mpirun` the rendezvous is MPI's
+    /// own (`--hostfile`). `env://` reads WORLD_SIZE and RANK.
     #[arg(long, default_value = "tcp://127.0.0.1:8080")]
     pub dist_url: String,
-    /// Collective backend (the official flag; accepted for compatibility, Burn picks the transport).
+    /// Collective backend (the official flag): accepted; the collectives are MPI's.
     #[arg(long, default_value = "nccl")]
     pub dist_backend: String,
+    /// Under `mpirun`: seconds a collective may wait for the other ranks before the job is ended
+    /// with the step and the rank (a rank that hangs); 1800, as torch.distributed's default.
+    #[arg(long, default_value_t = 1800.0, value_name = "SECONDS")]
+    pub collective_timeout: f64,
     /// Logs only, no progress bars.
     #[arg(long)]
     pub quiet: bool,

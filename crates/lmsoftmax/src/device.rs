@@ -192,9 +192,9 @@ pub struct DistFlags {
     pub dist_backend: String,
 }
 
-/// Checks the multi-node flags: one node (world size -1 or 1, rank -1 or 0) trains here; more
-/// nodes are refused with the reason, since Burn 0.22.1 has no collective operations across
-/// processes or machines.
+/// Checks the multi-node flags of one process (not started by `mpirun`): one node (world size -1
+/// or 1, rank -1 or 0) trains here; more are refused with how to launch them (over MPI, with the
+/// `mpi` feature: Burn 0.22.1 itself has no collective operations across processes).
 ///
 /// # Errors
 /// A world size above 1, a rank outside it, an `env://` URL whose variables are not numbers.
@@ -223,18 +223,70 @@ pub fn check_single_node(flags: &DistFlags) -> Result<()> {
     let world = from_env(flags.world_size, "WORLD_SIZE")?;
     let rank = from_env(flags.rank, "RANK")?;
     if world > 1 {
+        if crate::distributed::MPI_BUILT {
+            bail!(
+                "--world-size {world}: this process was not started by mpirun; launch the ranks \
+                 with `mpirun -np {world} [--hostfile HOSTS] lmsoftmax train ...` (MPI gives \
+                 each its rank; --dist-url is then MPI's rendezvous)"
+            );
+        }
         bail!(
-            "--world-size {world}: training across {world} nodes needs collective operations \
-             between processes, which Burn 0.22.1 does not provide (its multi-node all-reduce, \
-             burn-collective, was last released for Burn 0.21, and Burn 0.22's distributed \
-             context reaches only the devices of one process); train on one node with --devices \
-             (every GPU of the node: --multiprocessing-distributed)"
+            "--world-size {world}: training across {world} processes or nodes runs over MPI, \
+             which this binary was built without (one node in one process: Burn 0.22.1 has no \
+             collectives between processes); build with `cargo build --release -p lmsoftmax \
+             --features mpi` (needs Open MPI) and launch `mpirun -np {world} lmsoftmax train \
+             ...`, or train on one node with --devices"
         );
     }
     if rank > 0 || world == 0 || world < -1 || rank < -1 {
         bail!("--rank {rank} does not exist in a world of size {world}: use --rank 0 on one node");
     }
     Ok(())
+}
+
+/// Checks the official multi-node flags against the MPI world this process runs in (more than one
+/// rank): `--world-size` and `--rank` are the world's size and this rank, or with
+/// `--multiprocessing-distributed` (one process per device) the number of nodes and this node's
+/// rank, as PyTorch's launch takes them; anything else names both values.
+///
+/// # Errors
+/// Flags that disagree with MPI's.
+pub fn check_mpi_world(
+    flags: &DistFlags,
+    world: &crate::distributed::World,
+    per_device: bool,
+) -> Result<()> {
+    let (size, rank) = (world.size() as i64, world.rank() as i64);
+    let nodes = nodes_of(world) as i64;
+    let node = rank / (size / nodes).max(1);
+    let ok_size = flags.world_size == -1
+        || flags.world_size == size
+        || (per_device && flags.world_size == nodes);
+    if !ok_size {
+        bail!(
+            "--world-size {} disagrees with MPI: mpirun started {size} ranks on {nodes} nodes; \
+             drop --world-size or give {size} (or {nodes}, the nodes, with \
+             --multiprocessing-distributed)",
+            flags.world_size
+        );
+    }
+    // with --multiprocessing-distributed and --world-size as the nodes, --rank is the node's
+    let node_ranks = per_device && flags.world_size == nodes && nodes != size;
+    let ok_rank = flags.rank == -1 || flags.rank == if node_ranks { node } else { rank };
+    if !ok_rank {
+        bail!(
+            "--rank {} disagrees with MPI: this process is rank {rank} (node {node}); drop --rank, \
+             MPI gives every process its rank",
+            flags.rank
+        );
+    }
+    Ok(())
+}
+
+/// The machines of an MPI world, assuming the same number of ranks on each (the launcher's
+/// usual layout): world size over the ranks on this machine.
+fn nodes_of(world: &crate::distributed::World) -> usize {
+    (world.size() / world.local_size().max(1)).max(1)
 }
 
 #[cfg(test)]
@@ -252,7 +304,7 @@ mod dist_tests {
         assert!(check_single_node(&flags(-1, -1, "tcp://127.0.0.1:8080")).is_ok());
         assert!(check_single_node(&flags(1, 0, "tcp://127.0.0.1:8080")).is_ok());
         let err = check_single_node(&flags(4, 2, "tcp://10.0.0.1:23456")).unwrap_err();
-        assert!(err.to_string().contains("Burn 0.22.1"), "{err}");
+        assert!(err.to_string().contains("mpirun"), "{err}");
         assert!(check_single_node(&flags(1, 1, "tcp://x:1")).is_err());
         assert_eq!(parse_devices("cpu, cpu ,cpu").unwrap().len(), 3);
         if gpu_backends().is_empty() {

@@ -14,6 +14,8 @@ pub mod cli;
 pub mod commands;
 pub mod dataset_info;
 pub mod device;
+pub mod distributed;
+pub mod entry;
 pub mod error;
 pub mod plan;
 pub mod plot;

@@ -8,7 +8,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::cli::{DataArgs, TrainArgs};
 use crate::device::{
-    DistFlags, check_single_node, gpu_index, parse_device, parse_devices, visible_gpus,
+    DistFlags, check_mpi_world, check_single_node, gpu_index, parse_device, parse_devices,
+    visible_gpus,
 };
 use crate::train::{TrainConfig, TrainOptions};
 
@@ -150,9 +151,38 @@ pub fn resolve_devices(a: &TrainArgs) -> Result<Vec<burn::tensor::Device>> {
     match (a.gpu, &a.devices, a.multiprocessing_distributed) {
         (Some(index), _, _) => Ok(vec![gpu_index(index)?]),
         (_, Some(list), _) => parse_devices(list),
-        (_, _, true) => visible_gpus(),
+        (_, _, true) => visible_gpus().map_err(|e| {
+            anyhow::anyhow!(
+                "{e:#}; or run one process per device over MPI: `mpirun -np N lmsoftmax train \
+                 --multiprocessing-distributed ...` with a build of `--features mpi`"
+            )
+        }),
         _ => Ok(vec![parse_device(&a.device)?]),
     }
+}
+
+/// The device of one rank of an MPI run: `--gpu N` as given, else `--device`'s kind at the
+/// rank's local rank (`--device cuda` on the second rank of a machine: `cuda:1`; the CPU for
+/// every rank on the CPU). `--devices` is refused: each rank drives one device.
+///
+/// # Errors
+/// `--devices`, or a device this binary was not built for.
+pub fn rank_device(a: &TrainArgs, local_rank: usize) -> Result<Vec<burn::tensor::Device>> {
+    if a.devices.is_some() {
+        bail!(
+            "--devices with mpirun: each rank drives one device, its local rank's (give --device \
+             cuda, and rank r of a machine takes cuda:r)"
+        );
+    }
+    if let Some(index) = a.gpu {
+        return Ok(vec![gpu_index(index)?]);
+    }
+    let kind = a.device.split(':').next().unwrap_or("cpu");
+    let spec = match kind {
+        "cpu" | "flex" => "cpu".to_string(),
+        gpu => format!("{gpu}:{local_rank}"),
+    };
+    Ok(vec![parse_device(&spec)?])
 }
 
 /// The official `--pdf-filename` as the PNG file we write: `x.pdf` becomes `x.png`.
@@ -208,6 +238,15 @@ pub fn check_output_name(flag: &str, name: &str) -> Result<()> {
 /// # Errors
 /// Any flag or configuration value that cannot be used, named.
 pub fn resolve_train(a: &TrainArgs) -> Result<TrainPlan> {
+    resolve_train_in(a, &crate::distributed::World::single())
+}
+
+/// [`resolve_train`] for one rank of `world` (`mpirun -np N lmsoftmax train ...`): the official
+/// multi-node flags are checked against MPI's world, and the rank's device is its local one.
+///
+/// # Errors
+/// As [`resolve_train`]; flags that disagree with MPI's world.
+pub fn resolve_train_in(a: &TrainArgs, world: &crate::distributed::World) -> Result<TrainPlan> {
     let mut data = a.data.clone();
     let dataset = data
         .dataset
@@ -218,13 +257,19 @@ pub fn resolve_train(a: &TrainArgs) -> Result<TrainPlan> {
         data.data = Some(PathBuf::from(defaults.data));
     }
     let arch = a.arch.clone().unwrap_or_else(|| defaults.arch.into());
-    check_single_node(&DistFlags {
+    let flags = DistFlags {
         world_size: a.world_size,
         rank: a.rank,
         dist_url: a.dist_url.clone(),
         dist_backend: a.dist_backend.clone(),
-    })?;
-    let devices = resolve_devices(a)?;
+    };
+    let devices = if world.size() > 1 {
+        check_mpi_world(&flags, world, a.multiprocessing_distributed)?;
+        rank_device(a, world.local_rank())?
+    } else {
+        check_single_node(&flags)?;
+        resolve_devices(a)?
+    };
     let config = resolve_config(a, &defaults)?;
     if a.start_epoch >= config.epochs {
         bail!(
@@ -249,6 +294,7 @@ pub fn resolve_train(a: &TrainArgs) -> Result<TrainPlan> {
     o.overwrite = a.overwrite;
     o.stop_after = a.stop_after;
     o.devices = devices;
+    o.ranks = world.size();
     o.start_epoch = a.start_epoch;
     o.print_freq = a.print_freq;
     o.keep_epoch_checkpoints = !a.save_last_checkpoint;

@@ -6,20 +6,46 @@ use lmsoftmax_data::{DatasetName, OpenOptions, SyntheticSpec, open_dataset};
 use super::open_data;
 use crate::cli::{DemoArgs, EvalArgs, ReportArgs, TrainArgs};
 use crate::device::parse_device;
+use crate::distributed::World;
 use crate::error::{as_input, input};
-use crate::plan::resolve_train;
+use crate::plan::resolve_train_in;
 use crate::report::report;
 use crate::train::demo::{DemoOptions, demo, table};
-use crate::train::{evaluate_checkpoint, evaluate_run, train};
+use crate::train::run::train_in;
+use crate::train::{evaluate_checkpoint, evaluate_run};
 
 /// `lmsoftmax train` (and `-e`, the official evaluate-only run).
 ///
 /// # Errors
 /// Bad flags (exit 2), data errors, a diverging run, I/O errors.
 pub fn train_cmd(a: &TrainArgs) -> Result<()> {
-    let plan = resolve_train(a).map_err(as_input)?;
+    if !(a.collective_timeout.is_finite() && a.collective_timeout > 0.0) {
+        return Err(input(format!(
+            "--collective-timeout must be a positive number of seconds, got {}",
+            a.collective_timeout
+        )));
+    }
+    let world = World::from_launcher()?
+        .with_timeout(std::time::Duration::from_secs_f64(a.collective_timeout));
+    let result = train_ranks(a, &world);
+    if let Err(e) = &result
+        && world.size() > 1
+    {
+        // the other ranks may wait for this one in a collective: end them all
+        eprintln!("error: rank {}: {}", world.rank(), crate::error::message(e));
+        world.abort(i32::from(crate::error::exit_code(e)));
+    }
+    result
+}
+
+/// [`train_cmd`] as one rank of `world`.
+fn train_ranks(a: &TrainArgs, world: &World) -> Result<()> {
+    let plan = resolve_train_in(a, world).map_err(as_input)?;
     let data = open_data(&plan.data)?;
     if plan.evaluate {
+        if !world.is_root() {
+            return Ok(());
+        }
         let s = evaluate_run(&plan.options, &data)?;
         println!(
             " * Err@1 {:.3} Err@5 {:.3} Loss {:.4} ({} test images)",
@@ -28,7 +54,15 @@ pub fn train_cmd(a: &TrainArgs) -> Result<()> {
         return Ok(());
     }
     crate::train::interrupt::install();
-    train(&plan.options, &data)?;
+    if world.size() > 1 && world.is_root() {
+        eprintln!(
+            "=> {} ranks (MPI), {} images a step each, {} in all",
+            world.size(),
+            plan.options.config.batch_size / world.size(),
+            plan.options.config.batch_size
+        );
+    }
+    train_in(&plan.options, &data, world)?;
     Ok(())
 }
 

@@ -26,6 +26,11 @@ pub struct CheckpointParts {
 /// # Errors
 /// I/O errors, with the path.
 pub fn write(path: &Path, parts: &CheckpointParts) -> Result<()> {
+    write_atomic(path, &encode(parts))
+}
+
+/// The bytes of a checkpoint file holding `parts` (what [`write`] writes and ranks exchange).
+pub fn encode(parts: &CheckpointParts) -> Vec<u8> {
     let mut bytes =
         Vec::with_capacity(parts.model.len() + parts.optimizer.len() + parts.state.len() + 64);
     bytes.extend_from_slice(MAGIC);
@@ -35,7 +40,7 @@ pub fn write(path: &Path, parts: &CheckpointParts) -> Result<()> {
     }
     let digest = Md5::digest(&bytes);
     bytes.extend_from_slice(&digest);
-    write_atomic(path, &bytes)
+    bytes
 }
 
 /// Reads and verifies a checkpoint.
@@ -45,6 +50,15 @@ pub fn write(path: &Path, parts: &CheckpointParts) -> Result<()> {
 pub fn read(path: &Path) -> Result<CheckpointParts> {
     let bytes =
         std::fs::read(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
+    decode(&bytes, path)
+}
+
+/// The parts of checkpoint bytes (as [`encode`] makes them), verified; `path` names them in
+/// errors.
+///
+/// # Errors
+/// Truncated or corrupt bytes (bad magic, lengths or checksum).
+pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointParts> {
     let corrupt = |why: &str| {
         anyhow::anyhow!(
             "checkpoint {} is corrupt or truncated ({why}); it was not used",

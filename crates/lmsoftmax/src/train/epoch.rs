@@ -5,21 +5,27 @@
 use std::path::Path;
 use std::time::Instant;
 
+use super::collective::all_reduce_step;
 use super::model::Classifier;
 use super::parallel::DataParallel;
 use super::step::{StepError, StepStats};
+use crate::distributed::{World, rank_share};
 use anyhow::{Result, bail};
 use burn::optim::ModuleOptimizer;
 use indicatif::{ProgressBar, ProgressStyle};
-use lmsoftmax_data::{Dataset, LoaderConfig, epoch_batches};
+use lmsoftmax_data::{Dataset, LoaderConfig, batches_in_order, epoch_order};
 use lmsoftmax_loss::LossError;
 
 /// How an epoch is run and logged.
 pub struct EpochPlan<'a> {
     /// The training data.
     pub data: &'a Dataset,
-    /// The loader of the training split (shuffled).
+    /// The loader of the training split (shuffled), its batch size this rank's share of the
+    /// global batch.
     pub loader: LoaderConfig,
+    /// The ranks of the run: this one trains on its share of each epoch (as PyTorch's
+    /// `DistributedSampler`) and the steps' gradients are all-reduced.
+    pub world: &'a World,
     /// Epochs of the run (for the progress bar's `e/E`).
     pub epochs: usize,
     /// No progress bar.
@@ -37,6 +43,8 @@ pub struct EpochTraining {
     pub stats: StepStats,
     /// Training steps taken (batches).
     pub steps: u64,
+    /// Seconds spent in the all-reduce of the steps (many ranks; 0 otherwise).
+    pub all_reduce_seconds: f64,
     /// Wall time of the training pass.
     pub seconds: f64,
 }
@@ -70,8 +78,16 @@ pub fn train_epoch(
     first_step: u64,
 ) -> Result<(Classifier, EpochTraining)> {
     let start = Instant::now();
-    let batches = lmsoftmax_data::batches_per_epoch(plan.data.train.len(), plan.loader.batch_size);
-    let bar = if plan.quiet {
+    let world = plan.world;
+    let order = epoch_order(
+        plan.data.train.len(),
+        plan.loader.seed,
+        epoch as u64,
+        plan.loader.shuffle,
+    );
+    let mine = rank_share(&order, world.rank(), world.size());
+    let batches = lmsoftmax_data::batches_per_epoch(mine.len(), plan.loader.batch_size);
+    let bar = if plan.quiet || !world.is_root() {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(batches as u64)
@@ -84,9 +100,10 @@ pub fn train_epoch(
     bar.set_prefix(format!("{}/{}", epoch + 1, plan.epochs));
     let mut total = StepStats::default();
     let mut steps = 0u64;
+    let mut all_reduce_seconds = 0f64;
     let (mut time_sum, mut data_sum) = (0f64, 0f64);
     let mut batch_iter =
-        epoch_batches(plan.data.train.clone(), plan.loader, epoch as u64).enumerate();
+        batches_in_order(plan.data.train.clone(), mine, plan.loader, epoch as u64).enumerate();
     loop {
         let waited = Instant::now();
         let Some((b, batch)) = batch_iter.next() else {
@@ -96,9 +113,18 @@ pub fn train_epoch(
         let data_time = waited.elapsed().as_secs_f64();
         super::phases::enter_step(epoch, b);
         model = model.at_iteration(first_step + b as u64);
+        world.set_context(format!("epoch {} step {}", epoch + 1, b + 1));
         let out = parallel
             .step(&model, batch)
             .map_err(|e| step_failure(e, plan, epoch, b))?;
+        let out = if world.size() > 1 {
+            let reducing = Instant::now();
+            let out = all_reduce_step(world, &model, out)?;
+            all_reduce_seconds += reducing.elapsed().as_secs_f64();
+            out
+        } else {
+            out
+        };
         if !out.loss.is_finite() {
             bail!(
                 "the training loss became {} at epoch {} batch {}: lower the learning rate; {}",
@@ -137,7 +163,7 @@ pub fn train_epoch(
             pct(total.wrong_top1, total.rows),
         );
         bar.set_message(format!("loss {mean_loss:.4} err {err1:.2}%"));
-        if plan.quiet && plan.print_freq > 0 && b % plan.print_freq == 0 {
+        if plan.quiet && world.is_root() && plan.print_freq > 0 && b % plan.print_freq == 0 {
             let s = out.stats;
             let done = (b + 1) as f64;
             eprintln!(
@@ -162,6 +188,7 @@ pub fn train_epoch(
         EpochTraining {
             stats: total,
             steps,
+            all_reduce_seconds,
             seconds: start.elapsed().as_secs_f64(),
         },
     ))

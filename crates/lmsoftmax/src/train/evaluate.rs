@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use lmsoftmax_data::{Dataset, LoaderConfig, epoch_batches};
+use lmsoftmax_data::{Dataset, LoaderConfig, batches_in_order};
 use lmsoftmax_loss::row_diagnostics;
 use serde::Serialize;
 
@@ -15,6 +15,7 @@ use super::model::{Classifier, Objective};
 use super::options::TrainOptions;
 use super::state::{fresh, read_state, restore};
 use super::step::wrong_counts;
+use crate::distributed::World;
 use crate::run_folder::RunFolder;
 
 /// Test-set statistics of a model.
@@ -48,9 +49,30 @@ pub fn evaluate_margins(
     cfg: LoaderConfig,
     device: &Device,
 ) -> Result<(EvalStats, Vec<f64>)> {
+    evaluate_shared(model, data, loss, cfg, device, &World::single())
+}
+
+/// [`evaluate_margins`] split over the ranks of `world`: rank `r` evaluates every `world`-th
+/// test image from `r`, and the sums and the margins (each rank filling in its own images) are
+/// all-reduced, so that every rank ends with the statistics of the whole test split.
+///
+/// # Errors
+/// As [`evaluate_margins`].
+pub fn evaluate_shared(
+    model: &Classifier,
+    data: &Dataset,
+    loss: &Objective,
+    cfg: LoaderConfig,
+    device: &Device,
+    world: &World,
+) -> Result<(EvalStats, Vec<f64>)> {
     let (mut n, mut total_loss, mut e1, mut e5, mut entropy) = (0usize, 0f64, 0f64, 0f64, 0f64);
-    let mut margins: Vec<f64> = Vec::with_capacity(data.test.len());
-    for batch in epoch_batches(data.test.clone(), cfg, 0) {
+    let mine: Vec<usize> = (world.rank()..data.test.len())
+        .step_by(world.size())
+        .collect();
+    let mut margins = vec![0f64; data.test.len()];
+    let mut next = mine.iter();
+    for batch in batches_in_order(data.test.clone(), mine.clone(), cfg, 0) {
         let batch = batch?;
         let size = batch.labels.len();
         let (x, y) = batch.into_tensors(device);
@@ -71,8 +93,18 @@ pub fn evaluate_margins(
         e1 += sums[1];
         e5 += sums[2];
         entropy += sums[3];
-        margins.extend(read_f64(diag.margin).context("reading the test margins")?);
+        for m in read_f64(diag.margin).context("reading the test margins")? {
+            let at = *next.next().expect("one margin per image");
+            margins[at] = m;
+        }
         n += size;
+    }
+    if world.size() > 1 {
+        let mut sums = [n as f64, total_loss, e1, e5, entropy];
+        world.all_reduce_sum(&mut sums);
+        n = sums[0] as usize;
+        [total_loss, e1, e5, entropy] = [sums[1], sums[2], sums[3], sums[4]];
+        world.all_reduce_sum(&mut margins);
     }
     let count = n.max(1) as f64;
     let mut sorted = margins.clone();
@@ -133,6 +165,7 @@ pub fn evaluate_run(opts: &TrainOptions, data: &Dataset) -> Result<EvalStats> {
     if let Some(path) = from {
         // any number of devices may evaluate a run
         pieces.state.devices = None;
+        pieces.state.ranks = None;
         pieces = restore(&path, pieces)?;
     }
     let loss = Objective::new(&opts.config.loss, &main, true)?;

@@ -6,6 +6,7 @@
 //! [`model`] (a network, and a margin head when the loss is one).
 
 pub mod checkpoint;
+pub mod collective;
 pub mod config;
 pub mod demo;
 pub mod epoch;

@@ -46,6 +46,8 @@ pub struct TrainOptions {
     pub curves_file: Option<String>,
     /// Resume from this checkpoint file instead of `out_dir/checkpoint-last.ckpt`.
     pub resume_from: Option<PathBuf>,
+    /// Ranks (processes) of the run ([`crate::distributed::World::size`]); 1 without MPI.
+    pub ranks: usize,
 }
 
 impl TrainOptions {
@@ -81,6 +83,7 @@ impl TrainOptions {
             keep_epoch_checkpoints: false,
             curves_file: Some("train_epochs.png".into()),
             resume_from: None,
+            ranks: 1,
         }
     }
 }

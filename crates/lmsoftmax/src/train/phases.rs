@@ -10,6 +10,9 @@ pub const PHASE_PAUSE_ENV: &str = "LMSOFTMAX_TEST_PHASE_PAUSE_MS";
 /// Environment variable (with [`PHASE_PAUSE_ENV`]): pause only at this phase (`step 2.2`,
 /// `evaluate 2`, ...); every phase is still announced.
 pub const PHASE_PAUSE_AT_ENV: &str = "LMSOFTMAX_TEST_PHASE_PAUSE_AT";
+/// Environment variable (with [`PHASE_PAUSE_ENV`]): pause only in the process of this MPI rank
+/// (a stalled rank, for the watchdog's test).
+pub const PHASE_PAUSE_RANK_ENV: &str = "LMSOFTMAX_TEST_PHASE_PAUSE_RANK";
 
 /// The phases of an epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +56,10 @@ fn announce(what: impl FnOnce() -> String) {
     let what = what();
     eprintln!("phase: {what}");
     if std::env::var(PHASE_PAUSE_AT_ENV).is_ok_and(|at| at != what) {
+        return;
+    }
+    let rank = crate::distributed::launcher_rank();
+    if std::env::var(PHASE_PAUSE_RANK_ENV).is_ok_and(|r| r.trim() != rank.to_string()) {
         return;
     }
     std::thread::sleep(Duration::from_millis(pause));

@@ -12,13 +12,17 @@ use lmsoftmax_data::{Dataset, LoaderConfig};
 
 use super::checkpoint;
 use super::checkpoint::CheckpointParts;
+use super::collective::{check_identical, take_root_model};
 use super::epoch::{EpochPlan, EpochTraining, train_epoch};
-use super::evaluate::{EvalStats, evaluate_margins};
+use super::evaluate::{EvalStats, evaluate_shared};
 use super::model::Objective;
 use super::options::TrainOptions;
 use super::parallel::DataParallel;
 use super::phases::{self, Phase};
-use super::state::{Pieces, RunState, fresh, read_state, restore, restore_read, save};
+use super::state::{
+    Pieces, RunState, fresh, read_state, restore, restore_read, save, share_pieces,
+};
+use crate::distributed::World;
 use crate::error::as_input;
 use crate::run_folder::meta::RunMeta;
 use crate::run_folder::metrics::EpochRow;
@@ -336,18 +340,67 @@ fn record_epoch(
 /// Bad options, data errors, a non-finite loss (with epoch and batch), I/O errors (a full disk is
 /// named as such; files already written stay intact).
 pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
+    train_in(opts, data, &World::single())
+}
+
+/// The batch size of each rank: the configuration's batch is the global one, split evenly over
+/// the ranks (batch 256 on 4 ranks: 64 each, as the official DistributedDataParallel run).
+///
+/// # Errors
+/// A batch that does not split evenly.
+pub fn rank_batch_size(batch_size: usize, ranks: usize) -> Result<usize> {
+    if ranks == 0 || !batch_size.is_multiple_of(ranks) {
+        bail!(
+            "batch size {batch_size} does not split evenly over {ranks} ranks: each rank takes \
+             batch_size / ranks images a step, so choose a batch size divisible by {ranks} (or \
+             another number of ranks)"
+        );
+    }
+    Ok(batch_size / ranks)
+}
+
+/// [`train`] as one rank of `world` (`mpirun -np N lmsoftmax train ...`): every rank trains on
+/// its share of each epoch, the steps' gradients are all-reduced, the test split is evaluated in
+/// shares, and rank 0 alone writes the run folder (see [`crate::distributed`]).
+///
+/// # Errors
+/// As [`train`]; the ranks' parameters differing after an epoch.
+pub fn train_in(opts: &TrainOptions, data: &Dataset, world: &World) -> Result<RunSummary> {
     let folder = RunFolder::new(&opts.out_dir);
+    let root = world.is_root();
     check_splits(data).map_err(as_input)?;
     check_memory(opts, data).map_err(as_input)?;
+    let rank_batch = rank_batch_size(opts.config.batch_size, world.size()).map_err(as_input)?;
     // one process at a time in a run folder; the lock is released when `_lock` is dropped, or
-    // by the OS on any exit
-    let _lock = folder.lock().map_err(as_input)?;
-    // what the folder and the checkpoint hold is the user's input: its errors exit 2
-    prepare_folder(opts, &folder).map_err(as_input)?;
+    // by the OS on any exit. Only rank 0 touches the folder.
+    let _lock = if root {
+        Some(folder.lock().map_err(as_input)?)
+    } else {
+        None
+    };
     let plain = opts.main_device();
     let device = plain.clone().autodiff();
-    let mut pieces = start_or_resume(opts, data, &folder, &device).map_err(as_input)?;
-    record_start(opts, &folder)?;
+    // what the folder and the checkpoint hold is the user's input: its errors exit 2
+    let pieces = if root {
+        prepare_folder(opts, &folder).map_err(as_input)?;
+        start_or_resume(opts, data, &folder, &device).map_err(as_input)?
+    } else {
+        fresh(opts, data, &device).map_err(as_input)?
+    };
+    if world.size() > 1 && root {
+        // a fresh network's parameters are drawn lazily, at its first forward pass, after the
+        // epoch's seed below: drawn here to be broadcast, they are drawn from the same seed
+        let first = pieces
+            .state
+            .rows
+            .last()
+            .map_or(opts.start_epoch, |r| r.epoch);
+        device.seed(epoch_seed(opts.seed, first));
+    }
+    let mut pieces = share_pieces(world, pieces).map_err(as_input)?;
+    if root {
+        record_start(opts, &folder)?;
+    }
 
     let replicas: Vec<Device> = opts.devices.iter().map(|d| d.clone().autodiff()).collect();
     // The step reads its loss back with its other statistics and stops on a non-finite one
@@ -356,7 +409,7 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
     let loss_eval = Objective::new(&opts.config.loss, &plain, true)?;
     let cfg = &opts.config;
     let loader = |shuffle| LoaderConfig {
-        batch_size: cfg.batch_size,
+        batch_size: rank_batch,
         shuffle,
         seed: opts.seed,
         workers: opts.workers,
@@ -370,6 +423,7 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
         quiet: opts.quiet,
         print_freq: opts.print_freq,
         last_checkpoint: &last,
+        world,
     };
     let first = pieces
         .state
@@ -393,18 +447,23 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
             lr,
             pieces.state.iterations,
         )?;
-        pieces.model = model;
         pieces.state.iterations += training.steps;
+        if world.size() > 1 {
+            check_identical(world, &model, epoch + 1)?;
+        }
+        // rank 0's BatchNorm running statistics on every rank, for the evaluation
+        pieces.model = take_root_model(world, model)?;
         phases::enter(Phase::Evaluate, epoch);
-        let (test, margins) = evaluate_margins(
+        let (test, margins) = evaluate_shared(
             &pieces.model.valid(),
             data,
             &loss_eval,
             loader(false),
             &plain,
+            world,
         )?;
         let row = epoch_row(epoch, lr, &training, &test, started.elapsed().as_secs_f64());
-        if !opts.quiet || opts.print_freq > 0 {
+        if root && (!opts.quiet || opts.print_freq > 0) {
             eprintln!(
                 "epoch {}/{}: lr {:.6} train loss {:.4} err@1 {:.2}% err@5 {:.2}% | test loss {:.4} \
                  err@1 {:.2}% err@5 {:.2}% | {:.0} img/s",
@@ -423,6 +482,17 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
                 " *val* Err@1 {:.3} Err@5 {:.3}",
                 row.test_top1_err, row.test_top5_err
             );
+            if world.size() > 1 {
+                eprintln!(
+                    " {} ranks: {:.0} img/s in all; the all-reduce took {:.2} s of the {:.2} s of \
+                     training ({:.1}%)",
+                    world.size(),
+                    row.images_per_s,
+                    training.all_reduce_seconds,
+                    training.seconds,
+                    100.0 * training.all_reduce_seconds / training.seconds.max(1e-9)
+                );
+            }
             if let Some(lambda) = pieces.model.lambda() {
                 eprintln!(
                     " head lambda {lambda:.4} after {} steps",
@@ -432,13 +502,18 @@ pub fn train(opts: &TrainOptions, data: &Dataset) -> Result<RunSummary> {
         }
         pieces.state.rows.push(row);
         phases::enter(Phase::Checkpoint, epoch);
-        record_epoch(opts, &folder, &pieces, &margins)?;
+        if root {
+            record_epoch(opts, &folder, &pieces, &margins)?;
+        }
     }
     let rows = pieces.state.rows;
     let best = crate::run_folder::stats::official_best_row(&rows)
         .map_or((f64::NAN, f64::NAN), |r| (r.test_top1_err, r.test_top5_err));
     let finished = rows.last().is_some_and(|r| r.epoch == cfg.epochs);
-    if finished && let Some(line) = best_line(&rows) {
+    if root
+        && finished
+        && let Some(line) = best_line(&rows)
+    {
         println!("{line}");
         folder.write_summary(&line)?;
     }

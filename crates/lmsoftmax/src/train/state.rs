@@ -39,6 +39,9 @@ pub struct RunState {
     /// Devices the steps were split over (absent in checkpoints of earlier versions).
     #[serde(default)]
     pub devices: Option<usize>,
+    /// Ranks (processes) of the run (absent in checkpoints of earlier versions: one).
+    #[serde(default)]
+    pub ranks: Option<usize>,
     /// Training steps taken so far (what a margin head's annealed `lambda` follows; absent in
     /// checkpoints of earlier versions, whose runs had no head).
     #[serde(default)]
@@ -104,6 +107,7 @@ pub fn fresh(opts: &TrainOptions, data: &Dataset, device: &Device) -> Result<Pie
         }),
         data: Some(data_identity(&opts.dataset, data)),
         devices: Some(opts.devices.len().max(1)),
+        ranks: Some(opts.ranks.max(1)),
         iterations: 0,
         rows: Vec::new(),
     };
@@ -170,6 +174,9 @@ pub fn run_differences(saved: &RunState, now: &RunState) -> Vec<String> {
     if let (Some(x), Some(y)) = (saved.devices, now.devices) {
         field("devices", x.to_string(), y.to_string());
     }
+    if let (Some(x), Some(y)) = (saved.ranks, now.ranks) {
+        field("ranks", x.to_string(), y.to_string());
+    }
     if let (Some(x), Some(y)) = (&saved.data, &now.data) {
         d.extend(differences(x, y));
     }
@@ -208,6 +215,7 @@ pub fn restore_read(
     saved.shape = saved.shape.or(pieces.state.shape);
     saved.data = saved.data.or(pieces.state.data.clone());
     saved.devices = saved.devices.or(pieces.state.devices);
+    saved.ranks = saved.ranks.or(pieces.state.ranks);
     let model = pieces
         .model
         .load_record_bytes(parts.model, path)?
@@ -234,7 +242,37 @@ pub fn restore_read(
 /// # Errors
 /// I/O errors (a full disk is named as such).
 pub fn save(path: &Path, pieces: &Pieces) -> Result<()> {
-    let parts = CheckpointParts {
+    checkpoint::write(path, &to_parts(pieces)?)
+}
+
+/// Rank 0's pieces on every rank (fresh or resumed: its parameters, optimizer state and run
+/// state), as DistributedDataParallel broadcasts rank 0's initial parameters; `pieces` are this
+/// rank's own, fresh.
+///
+/// # Errors
+/// Pieces that do not fit (another run on rank 0: its differing options are named).
+pub fn share_pieces(world: &crate::distributed::World, pieces: Pieces) -> Result<Pieces> {
+    if world.size() == 1 {
+        return Ok(pieces);
+    }
+    let mut bytes = if world.is_root() {
+        checkpoint::encode(&to_parts(&pieces)?)
+    } else {
+        Vec::new()
+    };
+    world.broadcast(&mut bytes);
+    if world.is_root() {
+        return Ok(pieces);
+    }
+    let from = Path::new("rank 0's run");
+    let parts = checkpoint::decode(&bytes, from)?;
+    let state = read_state(&parts, from)?;
+    restore_read(from, parts, state, pieces)
+}
+
+/// The checkpoint parts of `pieces`.
+fn to_parts(pieces: &Pieces) -> Result<CheckpointParts> {
+    Ok(CheckpointParts {
         state: serde_json::to_vec(&pieces.state)?,
         model: pieces.model.to_record_bytes()?,
         optimizer: pieces
@@ -243,6 +281,5 @@ pub fn save(path: &Path, pieces: &Pieces) -> Result<()> {
             .into_bytes()
             .context("serialising the optimizer")?
             .to_vec(),
-    };
-    checkpoint::write(path, &parts)
+    })
 }

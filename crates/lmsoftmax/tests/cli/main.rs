@@ -6,6 +6,7 @@ mod export;
 mod family;
 mod faults;
 mod fuzz;
+mod mpi;
 mod parallel;
 mod reliability;
 mod report;

@@ -111,8 +111,8 @@ fn multi_node_flags_are_checked() {
         .unwrap();
     assert_ok(&res);
     let cases: [(&[&str], &str); 3] = [
-        (&["--world-size", "2", "--rank", "1"], "Burn 0.22.1"),
-        (&["--multiprocessing-distributed"], "--devices cpu,cpu"),
+        (&["--world-size", "2", "--rank", "1"], "--features mpi"),
+        (&["--multiprocessing-distributed"], "mpirun -np N"),
         (&["--devices", "cpu,tpu"], "unknown device"),
     ];
     for (extra, want) in cases {
