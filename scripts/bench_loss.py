@@ -3,7 +3,9 @@
 (shared/bench/ref_loss.py: F.cross_entropy and the official large-margin loss), 1 and 2 threads,
 in one session. Prints a Markdown table of ratios (absolute times on shared machines are noise),
 then one for the rest of the logit-level family (label smoothing, focal, Poly-1, confidence
-penalty at their FAMILY.md defaults) against PyTorch versions of the same formulas written here.
+penalty at their FAMILY.md defaults) against PyTorch versions of the same formulas written here,
+and one for the margin heads (CosFace, ArcFace, combined, sub-centre ArcFace, SphereFace,
+L-Softmax) on N x 128 embeddings, likewise against PyTorch versions written here.
 
 Usage: scripts/bench_loss.py [--shared ../shared] [--reps 50]
 The PyTorch side runs with the python of shared/bench/setup-torch.sh (installed if missing).
@@ -17,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FAMILY = ["label_smoothing", "focal", "poly", "confidence_penalty"]
+HEADS = ["cosface", "arcface", "combined", "subcenter_arcface", "sphereface", "lsoftmax"]
+EMBED_DIM = 128
 
 
 def torch_python(shared: Path) -> str:
@@ -26,7 +30,7 @@ def torch_python(shared: Path) -> str:
 
 
 TORCH_SIDE = r"""
-import json, sys, time
+import json, math, sys, time
 sys.path.insert(0, sys.argv[1])
 import torch, torch.nn.functional as F
 import ref_loss
@@ -55,6 +59,57 @@ def confidence_penalty(x, t, beta=0.1):
     entropy = -(logp.exp() * logp).sum(1)
     return (F.nll_loss(logp, t, reduction="none") - beta * entropy).mean()
 
+# The margin heads from FAMILY.md section 2 (W [C*K, D] normalised rows; cross-entropy over the
+# margin logits), defaults as there; lambda of SphereFace and L-Softmax at its first value, 1000.
+def cosines(x, W, k=1):
+    cos = F.normalize(x, dim=1) @ F.normalize(W, dim=1).t()
+    return cos.view(len(x), -1, k).max(2).values if k > 1 else cos
+
+def with_target(f, t, fy):
+    return f.scatter(1, t[:, None], fy)
+
+def cosface(x, t, W, s=30.0, m=0.35):
+    cos = cosines(x, W)
+    return F.cross_entropy(with_target(cos, t, cos.gather(1, t[:, None]) - m) * s, t)
+
+def arcface(x, t, W, s=30.0, m=0.5, k=1):
+    cos = cosines(x, W, k)
+    cy = cos.gather(1, t[:, None])
+    sin = (1 - cy * cy).clamp_min(1e-12).sqrt()
+    fy = torch.where(cy > math.cos(math.pi - m), cy * math.cos(m) - sin * math.sin(m),
+                     cy - m * math.sin(math.pi - m))
+    return F.cross_entropy(with_target(cos, t, fy) * s, t)
+
+def combined(x, t, W, s=30.0, m1=1.0, m2=0.5, m3=0.0):
+    cos = cosines(x, W)
+    theta = cos.gather(1, t[:, None]).clamp(-1 + 1e-7, 1 - 1e-7).acos()
+    return F.cross_entropy(with_target(cos, t, torch.cos(m1 * theta + m2) - m3) * s, t)
+
+def psi4(cy):
+    k = (4 * cy.detach().clamp(-1, 1).acos() / math.pi).floor()
+    c2 = cy * cy
+    return (1 - 2 * (k % 2)) * (8 * c2 * c2 - 8 * c2 + 1) - 2 * k
+
+def sphereface(x, t, W, lam=1000.0):
+    cos = cosines(x, W)
+    cy = cos.gather(1, t[:, None])
+    return F.cross_entropy(with_target(cos, t, (lam * cy + psi4(cy)) / (1 + lam))
+                           * x.norm(dim=1, keepdim=True), t)
+
+def lsoftmax(x, t, W, lam=1000.0):
+    plain = x @ W.t()
+    cy = cosines(x, W).gather(1, t[:, None])
+    scale = x.norm(dim=1, keepdim=True) * W.norm(dim=1)[t][:, None]
+    fy = (lam * plain.gather(1, t[:, None]) + psi4(cy) * scale) / (1 + lam)
+    return F.cross_entropy(with_target(plain, t, fy), t)
+
+heads = {
+    "cosface": (cosface, 1), "arcface": (arcface, 1), "combined": (combined, 1),
+    "subcenter_arcface": (lambda x, t, W: arcface(x, t, W, k=3), 3),
+    "sphereface": (sphereface, 1), "lsoftmax": (lsoftmax, 1),
+}
+D = int(sys.argv[4])
+
 family = {
     "label_smoothing": lambda x, t: F.cross_entropy(x, t, label_smoothing=0.1),
     "focal": focal,
@@ -69,6 +124,13 @@ for (n, c) in ref_loss.SHAPES:
     row = {"n": n, "c": c, "torch_ce_ms": ce_ms, "torch_lm_ms": lm_ms}
     for name, f in family.items():
         row[f"torch_{name}_ms"] = ref_loss.time_fwd_bwd(f, x, t, reps=reps)[0]
+    e = torch.randn(n, D, dtype=torch.float32, requires_grad=True)
+    for name, (f, k) in heads.items():
+        W = (torch.randn(c * k, D) * 0.01).requires_grad_()
+        def head_loss(x, t, f=f, W=W):
+            W.grad = None
+            return f(x, t, W)
+        row[f"torch_{name}_ms"] = ref_loss.time_fwd_bwd(head_loss, e, t, reps=reps)[0]
     print(json.dumps(row))
 """
 
@@ -76,13 +138,15 @@ for (n, c) in ref_loss.SHAPES:
 def run_ours(threads: int, reps: int):
     exe = ROOT / "target" / "release" / "lmsoftmax"
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    out = subprocess.run([str(exe), "bench", "loss", "--all", "--json", "--reps", str(reps)],
+    out = subprocess.run([str(exe), "bench", "loss", "--all", "--json", "--reps", str(reps),
+                          "--embed-dim", str(EMBED_DIM)],
                          check=True, capture_output=True, text=True, env=env)
     return [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
 
 
 def run_torch(python: str, shared: Path, threads: int, reps: int):
-    out = subprocess.run([python, "-c", TORCH_SIDE, str(shared / "bench"), str(threads), str(reps)],
+    out = subprocess.run([python, "-c", TORCH_SIDE, str(shared / "bench"), str(threads), str(reps),
+                          str(EMBED_DIM)],
                          check=True, capture_output=True, text=True)
     return [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
 
@@ -120,6 +184,16 @@ def main():
                 ms = o[f"{kind}_ms"]
                 print(f"| {threads} | {o['n']} x {o['c']} | {kind} | {ms / o['ce_ms']:.2f} "
                       f"| {t['torch_ce_ms'] / ms:.2f} | {t[f'torch_{kind}_ms'] / ms:.2f} |", flush=True)
+
+    print()
+    print(f"| threads | N x C x D | head | ours / our CE on the N x C logits | PyTorch same formula / ours |")
+    print("|---:|---|---|---:|---:|")
+    for threads, ours, theirs in results:
+        for o, t in zip(ours, theirs):
+            for kind in HEADS:
+                ms = o[f"{kind}_ms"]
+                print(f"| {threads} | {o['n']} x {o['c']} x {EMBED_DIM} | {kind} | {ms / o['ce_ms']:.1f} "
+                      f"| {t[f'torch_{kind}_ms'] / ms:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The logit-level margin-loss family side by side on the real CIFAR-10 subset
+# The margin-loss family side by side (the logit-level kinds and the margin heads) on the real CIFAR-10 subset
 # (../shared/data/cifar-10-subset: 5,085 training and 1,017 test images): layer13 at the README's
 # scaled protocol (width 0.25, 12 epochs, the official schedule respaced, batch 128, official
 # augmentation), each kind at its FAMILY.md defaults through the shipped configs, three seeds
@@ -17,7 +17,7 @@ OUT=${2:-target/family-runs}
 WIDTH=${WIDTH:-0.25}
 EPOCHS=${EPOCHS:-12}
 SEEDS=${SEEDS:-"0 1 2"}
-CONFIGS=${CONFIGS:-"layer13 layer13_largemargin layer13_label_smoothing layer13_focal layer13_poly layer13_confidence_penalty"}
+CONFIGS=${CONFIGS:-"layer13 layer13_largemargin layer13_label_smoothing layer13_focal layer13_poly layer13_confidence_penalty layer13_cosface layer13_arcface layer13_combined layer13_subcenter_arcface layer13_sphereface layer13_lsoftmax"}
 if [ ! -d "$DATA" ]; then
     echo "no CIFAR-10 folder at $DATA: pass the folder holding cifar-10-batches-py or -bin" >&2
     exit 2
