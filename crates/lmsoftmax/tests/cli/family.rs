@@ -27,6 +27,23 @@ fn train(out: &Path, kind: &str, extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `lmsoftmax report RUNS --json` into `figs`: its JSON object and its standard output.
+fn report_runs(runs: &Path, figs: &Path) -> (serde_json::Value, String) {
+    let res = lmsoftmax()
+        .arg("report")
+        .arg(runs)
+        .arg("--out-dir")
+        .arg(figs)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_ok(&res);
+    (
+        last_json(&res),
+        String::from_utf8_lossy(&res.stdout).into_owned(),
+    )
+}
+
 #[test]
 fn every_kind_trains_reports_evaluates_and_refuses_another_kinds_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,19 +78,9 @@ fn every_kind_trains_reports_evaluates_and_refuses_another_kinds_checkpoint() {
     assert_eq!(meta["loss"]["gamma"], 0.5, "{meta}");
 
     // report: one row per kind and parameters, each labelled with them
-    let res = lmsoftmax()
-        .arg("report")
-        .arg(&runs)
-        .arg("--out-dir")
-        .arg(dir.path().join("figs"))
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert_ok(&res);
-    let v = last_json(&res);
+    let (v, stdout) = report_runs(&runs, &dir.path().join("figs"));
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 7, "{v}");
-    let stdout = String::from_utf8_lossy(&res.stdout);
     for label in [
         "| softmax |",
         "| large-margin λ=0.3 |",
@@ -163,18 +170,8 @@ fn every_margin_head_trains_evaluates_reports_and_refuses_another_kinds_checkpoi
         (Some(0.2), Some(16.0))
     );
 
-    let res = lmsoftmax()
-        .arg("report")
-        .arg(&runs)
-        .arg("--out-dir")
-        .arg(dir.path().join("figs"))
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert_ok(&res);
-    let rows = last_json(&res)["rows"].as_array().unwrap().len();
-    assert_eq!(rows, 7);
-    let stdout = String::from_utf8_lossy(&res.stdout);
+    let (v, stdout) = report_runs(&runs, &dir.path().join("figs"));
+    assert_eq!(v["rows"].as_array().unwrap().len(), 7, "{v}");
     for label in [
         "| cosface s=30 m=0.35 |",
         "| cosface s=16 m=0.2 |",

@@ -72,33 +72,30 @@ fn mpirun(bin: &Path, ranks: usize) -> Command {
     c
 }
 
-/// A tiny run's flags: synthetic data, `arch`, global batch 64, `epochs` epochs.
+/// A tiny run's flags: [`super::TINY_RUN`] with `arch`, the large-margin loss, global batch 64,
+/// `epochs` epochs, one data worker.
 fn tiny(arch: &str, epochs: usize, out: &Path) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "train",
-        "--dataset",
-        "synthetic",
-        "--synthetic-train",
-        "256",
-        "--synthetic-test",
-        "64",
-        "--arch",
-        arch,
-        "--width",
-        "0.5",
-        "--quiet",
+    let mut v: Vec<String> = super::TINY_RUN.iter().map(|s| s.to_string()).collect();
+    let at = v
+        .iter()
+        .position(|a| a == "--arch")
+        .expect("TINY_RUN names a network")
+        + 1;
+    v[at] = arch.into();
+    for flag in [
         "--config-name",
         "layer13_largemargin",
         "--batch-size",
         "64",
         "--workers",
         "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.extend(["--epochs".into(), epochs.to_string(), "--out-dir".into()]);
-    v.push(out.display().to_string());
+        "--epochs",
+        &epochs.to_string(),
+        "--out-dir",
+        &out.display().to_string(),
+    ] {
+        v.push(flag.into());
+    }
     v
 }
 
