@@ -562,13 +562,20 @@ impl LossConfig {
             if !value.is_finite() {
                 return Err(ConfigError::NonFinite { field: name, value });
             }
+            // the multiple-angle expansion of cos(m theta) loses f32 precision past m = 8 (the
+            // papers use 4); sub-centre ArcFace's centres are only rows of W
+            let (top, range) = if name == "margin" {
+                (8.0, "an integer in [1, 8]")
+            } else {
+                (64.0, "an integer in [1, 64]")
+            };
             if self.kind().integer_parameter(name)
-                && (value.fract() != 0.0 || !(1.0..=64.0).contains(&value))
+                && (value.fract() != 0.0 || !(1.0..=top).contains(&value))
             {
                 return Err(ConfigError::OutOfRange {
                     field: name,
                     value,
-                    range: "an integer in [1, 64]",
+                    range,
                 });
             }
         }
@@ -1169,6 +1176,7 @@ mod tests {
         for (text, field) in [
             ("kind = \"subcenter-arcface\"\ncenters = 2.5", "centers"),
             ("kind = \"sphereface\"\nmargin = 0", "margin"),
+            ("kind = \"sphereface\"\nmargin = 9", "margin"),
             ("kind = \"lsoftmax\"\nlambda_gamma = -1", "lambda_gamma"),
             ("kind = \"cosface\"\nscale = 0", "scale"),
         ] {

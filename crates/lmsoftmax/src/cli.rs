@@ -183,6 +183,8 @@ pub struct TrainArgs {
     pub dist_backend: String,
     /// Under `mpirun`: seconds a collective may wait for the other ranks before the job is ended
     /// with the step and the rank (a rank that hangs); 1800, as torch.distributed's default.
+    /// It also covers the ranks' wait while rank 0 alone reads a checkpoint to resume from or
+    /// writes an epoch's files: keep it well above that.
     #[arg(long, default_value_t = 1800.0, value_name = "SECONDS")]
     pub collective_timeout: f64,
     /// Logs only, no progress bars.

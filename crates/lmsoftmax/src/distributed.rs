@@ -78,7 +78,9 @@ impl World {
     pub fn from_launcher() -> Result<Self> {
         #[cfg(feature = "mpi")]
         if launched_by_mpi() {
-            let Some(universe) = mpi::initialize() else {
+            // only the main thread calls MPI; rayon, the loader and the watchdog never do
+            let Some((universe, _)) = mpi::initialize_with_threading(mpi::Threading::Funneled)
+            else {
                 anyhow::bail!("MPI was initialised twice in this process");
             };
             use mpi::topology::Communicator;
@@ -94,6 +96,14 @@ impl World {
                 },
                 watchdog: None,
             });
+        }
+        if !MPI_BUILT && launcher_size() > 1 {
+            anyhow::bail!(
+                "this process was started by an MPI launcher with {} ranks, but this binary was \
+                 built without MPI: each rank would train alone; build with `cargo build \
+                 --release -p lmsoftmax --features mpi` (or use lmsoftmax-mpi)",
+                launcher_size()
+            );
         }
         Ok(Self::single())
     }
@@ -194,8 +204,10 @@ impl World {
             #[cfg(feature = "mpi")]
             Inner::Mpi { world, .. } => {
                 use mpi::collective::{CommunicatorCollectives, SystemOperation};
-                let send = values.to_vec();
-                world.all_reduce_into(&send[..], values, SystemOperation::sum());
+                for piece in values.chunks_mut(MPI_CHUNK) {
+                    let send = piece.to_vec();
+                    world.all_reduce_into(&send[..], piece, SystemOperation::sum());
+                }
             }
         })
     }
@@ -208,15 +220,18 @@ impl World {
             #[cfg(feature = "mpi")]
             Inner::Mpi { world, .. } => {
                 use mpi::collective::{CommunicatorCollectives, SystemOperation};
-                let send = values.to_vec();
-                world.all_reduce_into(&send[..], values, SystemOperation::sum());
+                for piece in values.chunks_mut(MPI_CHUNK) {
+                    let send = piece.to_vec();
+                    world.all_reduce_into(&send[..], piece, SystemOperation::sum());
+                }
             }
         })
     }
 
-    /// The smallest and the largest `value` over the ranks (equal when every rank holds the same).
-    pub fn min_max(&self, value: u64) -> (u64, u64) {
-        self.watched("all-reduce of the checksum", || match &self.inner {
+    /// The smallest and the largest `value` over the ranks (equal when every rank holds the
+    /// same); `what` names it for the watchdog (`checksum`).
+    pub fn min_max(&self, what: &str, value: u64) -> (u64, u64) {
+        self.watched(&format!("all-reduce of the {what}"), || match &self.inner {
             Inner::Single => (value, value),
             #[cfg(feature = "mpi")]
             Inner::Mpi { world, .. } => {
@@ -243,7 +258,9 @@ impl World {
                 let mut len = bytes.len() as u64;
                 root.broadcast_into(&mut len);
                 bytes.resize(len as usize, 0);
-                root.broadcast_into(&mut bytes[..]);
+                for piece in bytes.chunks_mut(MPI_CHUNK) {
+                    root.broadcast_into(piece);
+                }
             }
         })
     }
@@ -322,6 +339,18 @@ impl Watchdog {
     }
 }
 
+/// The number of ranks an MPI launcher started, from its environment (1 without one).
+pub fn launcher_size() -> usize {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Elements per MPI call: MPI counts are `int`s, so longer buffers go in pieces.
+#[cfg(feature = "mpi")]
+const MPI_CHUNK: usize = 1 << 28;
+
 /// The rank this process was given by an MPI launcher, from its environment (0 without one):
 /// what test hooks and messages printed before MPI is initialised can use.
 pub fn launcher_rank() -> usize {
@@ -386,7 +415,7 @@ mod tests {
         let mut b = vec![1u8, 2];
         w.broadcast(&mut b);
         assert_eq!(b, [1, 2]);
-        assert_eq!(w.min_max(7), (7, 7));
+        assert_eq!(w.min_max("checksum", 7), (7, 7));
         assert!(w.is_root());
     }
 }

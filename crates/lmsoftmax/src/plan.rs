@@ -167,7 +167,11 @@ pub fn resolve_devices(a: &TrainArgs) -> Result<Vec<burn::tensor::Device>> {
 ///
 /// # Errors
 /// `--devices`, or a device this binary was not built for.
-pub fn rank_device(a: &TrainArgs, local_rank: usize) -> Result<Vec<burn::tensor::Device>> {
+pub fn rank_device(
+    a: &TrainArgs,
+    local_rank: usize,
+    local_size: usize,
+) -> Result<Vec<burn::tensor::Device>> {
     if a.devices.is_some() {
         bail!(
             "--devices with mpirun: each rank drives one device, its local rank's (give --device \
@@ -175,9 +179,29 @@ pub fn rank_device(a: &TrainArgs, local_rank: usize) -> Result<Vec<burn::tensor:
         );
     }
     if let Some(index) = a.gpu {
+        if local_size > 1 {
+            bail!(
+                "--gpu {index} with {local_size} ranks on this machine would put them all on one \
+                 GPU: give --device cuda (rank r of a machine takes cuda:r)"
+            );
+        }
         return Ok(vec![gpu_index(index)?]);
     }
-    let kind = a.device.split(':').next().unwrap_or("cpu");
+    if a.device.contains(':') && local_size > 1 {
+        bail!(
+            "--device {} under mpirun: each rank takes its local rank's device; give the kind \
+             alone (--device cuda)",
+            a.device
+        );
+    }
+    let kind = match a.device.split(':').next().unwrap_or("cpu") {
+        // one process per device means GPUs, where this binary has a GPU backend
+        "cpu" if a.multiprocessing_distributed => crate::device::gpu_backends()
+            .first()
+            .copied()
+            .unwrap_or("cpu"),
+        kind => kind,
+    };
     let spec = match kind {
         "cpu" | "flex" => "cpu".to_string(),
         gpu => format!("{gpu}:{local_rank}"),
@@ -265,7 +289,7 @@ pub fn resolve_train_in(a: &TrainArgs, world: &crate::distributed::World) -> Res
     };
     let devices = if world.size() > 1 {
         check_mpi_world(&flags, world, a.multiprocessing_distributed)?;
-        rank_device(a, world.local_rank())?
+        rank_device(a, world.local_rank(), world.local_size())?
     } else {
         check_single_node(&flags)?;
         resolve_devices(a)?

@@ -25,8 +25,15 @@ pub fn train_cmd(a: &TrainArgs) -> Result<()> {
             a.collective_timeout
         )));
     }
-    let world = World::from_launcher()?
-        .with_timeout(std::time::Duration::from_secs_f64(a.collective_timeout));
+    let timeout = std::time::Duration::try_from_secs_f64(a.collective_timeout).map_err(|_| {
+        input(format!(
+            "--collective-timeout {} is too large: give seconds, such as 1800",
+            a.collective_timeout
+        ))
+    })?;
+    let world = World::from_launcher()
+        .map_err(as_input)?
+        .with_timeout(timeout);
     let result = train_ranks(a, &world);
     if let Err(e) = &result
         && world.size() > 1

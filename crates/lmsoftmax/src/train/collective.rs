@@ -89,13 +89,22 @@ fn unflatten(values: &[f32], slots: &[Slot], scale: f32) -> GradientsParams {
 /// One step of every rank made one: each rank's gradients (of its mean loss) weighted by its
 /// rows, summed over the ranks in one all-reduce and divided by the rows of the global batch, so
 /// that every rank steps with the gradients of the mean loss over the global batch (the
-/// large-margin regulariser's mean over rows included); the statistics summed likewise.
+/// large-margin regulariser's mean over rows included); the statistics summed likewise. With class
+/// weights or `ignore_index` a rank's mean is over its own weights or kept rows, and the ranks
+/// are weighted by rows, as the several-device step of [`super::parallel`] does.
 ///
 /// # Errors
-/// A gradient that cannot be read.
+/// A gradient that cannot be read; ranks whose gradient buffers differ in length.
 pub fn all_reduce_step(world: &World, model: &Classifier, out: StepOutput) -> Result<StepOutput> {
     let rows = out.stats.rows;
     let (mut flat, slots) = flatten(model, &out.grads, rows as f32)?;
+    let (shortest, longest) = world.min_max("gradients' size", flat.len() as u64);
+    if shortest != longest {
+        bail!(
+            "the ranks' gradients differ in size ({shortest} to {longest} values): the ranks do \
+             not train the same model"
+        );
+    }
     world.all_reduce_sum_f32(&mut flat);
     let s = out.stats;
     let mut sums = [
@@ -173,7 +182,7 @@ pub fn parameter_checksum(model: &Classifier) -> u64 {
 /// # Errors
 /// The checksums differ.
 pub fn check_identical(world: &World, model: &Classifier, epoch: usize) -> Result<()> {
-    let (lo, hi) = world.min_max(parameter_checksum(model));
+    let (lo, hi) = world.min_max("parameters' checksum", parameter_checksum(model));
     if lo != hi {
         bail!(
             "after epoch {epoch} the parameters differ between the ranks (checksums {lo:#x} .. \

@@ -127,6 +127,28 @@ fn multi_node_flags_are_checked() {
         assert_eq!(res.status.code(), Some(2), "{extra:?}: {stderr}");
         assert!(stderr.contains(want), "{extra:?}: {stderr}");
     }
+    // started by an MPI launcher without the mpi feature: refused, not N lone trainings
+    if !lmsoftmax::distributed::MPI_BUILT {
+        let res = lmsoftmax()
+            .args(base)
+            .arg("--out-dir")
+            .arg(dir.path().join("z"))
+            .env("OMPI_COMM_WORLD_SIZE", "2")
+            .env("OMPI_COMM_WORLD_RANK", "0")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("built without MPI"), "{stderr}");
+    }
+    let res = lmsoftmax()
+        .args(base)
+        .args(["--collective-timeout", "1e20", "--out-dir"])
+        .arg(dir.path().join("t"))
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("too large"));
     // WORLD_SIZE from the environment with env://
     let res = lmsoftmax()
         .args(base)
