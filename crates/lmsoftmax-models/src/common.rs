@@ -232,6 +232,18 @@ pub fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
     x.mean_dim(3).mean_dim(2).reshape([n, c])
 }
 
+/// Whether a float tensor named `field` in the module tree is one of BatchNorm's running
+/// statistics (`running_mean`, `running_var`): a buffer each replica or rank updates for itself,
+/// not a trained parameter.
+///
+/// ```
+/// assert!(lmsoftmax_models::is_running_statistic("running_var"));
+/// assert!(!lmsoftmax_models::is_running_statistic("gamma"));
+/// ```
+pub fn is_running_statistic(field: &str) -> bool {
+    matches!(field, "running_mean" | "running_var")
+}
+
 /// Counts trainable parameters: every float tensor in the module tree except BatchNorm's
 /// running statistics (fields named `running_mean` / `running_var`, which Burn's
 /// [`Module::num_params`] includes but PyTorch counts as buffers). Parameters are not
@@ -249,11 +261,7 @@ pub fn count_trainable_params<M: Module>(module: &M) -> usize {
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let buffer = matches!(
-                self.path.last().map(String::as_str),
-                Some("running_mean" | "running_var")
-            );
-            if !buffer {
+            if !self.path.last().is_some_and(|f| is_running_statistic(f)) {
                 self.count += param.lazy_shape().num_elements();
             }
         }

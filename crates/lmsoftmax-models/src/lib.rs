@@ -77,8 +77,8 @@ mod tests;
 pub use lmsoftmax_kernels::flex::{batch_norm, conv};
 
 pub use common::{
-    ConvBnRelu, batch_norm_forward, count_trainable_params, global_avg_pool, kaiming_normal_fan_in,
-    kaiming_normal_fan_out, normal, scale_channels, torch_fans,
+    ConvBnRelu, batch_norm_forward, count_trainable_params, global_avg_pool, is_running_statistic,
+    kaiming_normal_fan_in, kaiming_normal_fan_out, normal, scale_channels, torch_fans,
 };
 pub use error::ModelError;
 pub use export::{

@@ -1,6 +1,7 @@
 //! The architecture registry: names, [`build`], [`Network`], [`list`] and [`ModelInfo`].
 
 use burn::module::Module;
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::common::{Tracer, count_trainable_params};
@@ -223,6 +224,17 @@ impl Network {
         }
     }
 
+    /// The last linear layer's slot, whatever the network calls it.
+    fn last_layer_mut(&mut self) -> &mut Option<Linear> {
+        match self {
+            Network::Layer13(m) => &mut m.classifier,
+            Network::SmallCnn(m) => &mut m.classifier,
+            Network::Vgg(m) => &mut m.last,
+            Network::ResNet(m) => &mut m.fc,
+            Network::DenseNet(m) => &mut m.classifier,
+        }
+    }
+
     /// The network without its last linear layer, for a margin head on
     /// [`Network::features`]: its parameters are gone (not counted, trained or saved), and
     /// [`Network::forward`] is then refused.
@@ -236,29 +248,9 @@ impl Network {
     /// assert_eq!(body.feature_dim(), 2048);
     /// # Ok::<(), lmsoftmax_models::ModelError>(())
     /// ```
-    pub fn without_classifier(self) -> Self {
-        match self {
-            Network::Layer13(mut m) => {
-                m.classifier = None;
-                Network::Layer13(m)
-            }
-            Network::SmallCnn(mut m) => {
-                m.classifier = None;
-                Network::SmallCnn(m)
-            }
-            Network::Vgg(mut m) => {
-                m.last = None;
-                Network::Vgg(m)
-            }
-            Network::ResNet(mut m) => {
-                m.fc = None;
-                Network::ResNet(m)
-            }
-            Network::DenseNet(mut m) => {
-                m.classifier = None;
-                Network::DenseNet(m)
-            }
-        }
+    pub fn without_classifier(mut self) -> Self {
+        *self.last_layer_mut() = None;
+        self
     }
 
     /// Family name used in error messages.

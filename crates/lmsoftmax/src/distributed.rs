@@ -58,6 +58,15 @@ pub fn launched_by_mpi() -> bool {
     .any(|v| std::env::var_os(v).is_some())
 }
 
+/// The element types the sum all-reduce takes (what MPI can add, with the `mpi` feature).
+#[cfg(feature = "mpi")]
+trait Element: mpi::datatype::Equivalence + Copy {}
+/// The element types the sum all-reduce takes.
+#[cfg(not(feature = "mpi"))]
+trait Element: Copy {}
+impl Element for f32 {}
+impl Element for f64 {}
+
 /// Whether this binary was built with the `mpi` feature.
 pub const MPI_BUILT: bool = cfg!(feature = "mpi");
 
@@ -197,25 +206,19 @@ impl World {
     }
 
     /// Sums `values` element-wise over every rank, in place (`MPI_Allreduce`, `MPI_SUM`).
-    #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
     pub fn all_reduce_sum(&self, values: &mut [f64]) {
-        self.watched("all-reduce (sum)", || match &self.inner {
-            Inner::Single => {}
-            #[cfg(feature = "mpi")]
-            Inner::Mpi { world, .. } => {
-                use mpi::collective::{CommunicatorCollectives, SystemOperation};
-                for piece in values.chunks_mut(MPI_CHUNK) {
-                    let send = piece.to_vec();
-                    world.all_reduce_into(&send[..], piece, SystemOperation::sum());
-                }
-            }
-        })
+        self.sum_in_place("all-reduce (sum)", values);
     }
 
     /// As [`all_reduce_sum`](Self::all_reduce_sum) for `f32` (the gradients).
-    #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
     pub fn all_reduce_sum_f32(&self, values: &mut [f32]) {
-        self.watched("all-reduce of the gradients", || match &self.inner {
+        self.sum_in_place("all-reduce of the gradients", values);
+    }
+
+    /// The sum all-reduce of both, in pieces MPI can count, under the watchdog as `what`.
+    #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
+    fn sum_in_place<T: Element>(&self, what: &str, values: &mut [T]) {
+        self.watched(what, || match &self.inner {
             Inner::Single => {}
             #[cfg(feature = "mpi")]
             Inner::Mpi { world, .. } => {

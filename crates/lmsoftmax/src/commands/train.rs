@@ -61,14 +61,6 @@ fn train_ranks(a: &TrainArgs, world: &World) -> Result<()> {
         return Ok(());
     }
     crate::train::interrupt::install();
-    if world.size() > 1 && world.is_root() {
-        eprintln!(
-            "=> {} ranks (MPI), {} images a step each, {} in all",
-            world.size(),
-            plan.options.config.batch_size / world.size(),
-            plan.options.config.batch_size
-        );
-    }
     train_in(&plan.options, &data, world)?;
     Ok(())
 }

@@ -148,10 +148,11 @@ pub fn parameter_checksum(model: &Classifier) -> u64 {
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if matches!(
-                self.path.last().map(String::as_str),
-                Some("running_mean" | "running_var")
-            ) {
+            if self
+                .path
+                .last()
+                .is_some_and(|f| lmsoftmax_models::is_running_statistic(f))
+            {
                 return;
             }
             if let Ok(v) = param

@@ -359,6 +359,11 @@ pub fn rank_batch_size(batch_size: usize, ranks: usize) -> Result<usize> {
     Ok(batch_size / ranks)
 }
 
+/// The epoch (0-based) a run continues with: after its last finished one, or `--start-epoch`.
+fn first_epoch(opts: &TrainOptions, state: &RunState) -> usize {
+    state.rows.last().map_or(opts.start_epoch, |r| r.epoch)
+}
+
 /// [`train`] as one rank of `world` (`mpirun -np N lmsoftmax train ...`): every rank trains on
 /// its share of each epoch, the steps' gradients are all-reduced, the test split is evaluated in
 /// shares, and rank 0 alone writes the run folder (see [`crate::distributed`]).
@@ -390,16 +395,18 @@ pub fn train_in(opts: &TrainOptions, data: &Dataset, world: &World) -> Result<Ru
     if world.size() > 1 && root {
         // a fresh network's parameters are drawn lazily, at its first forward pass, after the
         // epoch's seed below: drawn here to be broadcast, they are drawn from the same seed
-        let first = pieces
-            .state
-            .rows
-            .last()
-            .map_or(opts.start_epoch, |r| r.epoch);
-        device.seed(epoch_seed(opts.seed, first));
+        device.seed(epoch_seed(opts.seed, first_epoch(opts, &pieces.state)));
     }
     let mut pieces = share_pieces(world, pieces).map_err(as_input)?;
     if root {
         record_start(opts, &folder)?;
+        if world.size() > 1 {
+            eprintln!(
+                "=> {} ranks (MPI), {rank_batch} images a step each, {} in all",
+                world.size(),
+                opts.config.batch_size
+            );
+        }
     }
 
     let replicas: Vec<Device> = opts.devices.iter().map(|d| d.clone().autodiff()).collect();
@@ -425,11 +432,7 @@ pub fn train_in(opts: &TrainOptions, data: &Dataset, world: &World) -> Result<Ru
         last_checkpoint: &last,
         world,
     };
-    let first = pieces
-        .state
-        .rows
-        .last()
-        .map_or(opts.start_epoch, |r| r.epoch);
+    let first = first_epoch(opts, &pieces.state);
     for (done_now, epoch) in (first..cfg.epochs).enumerate() {
         if opts.stop_after.is_some_and(|n| done_now >= n) {
             break;
