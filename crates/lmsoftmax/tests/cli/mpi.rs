@@ -76,6 +76,34 @@ fn mpirun(bin: &Path, ranks: usize) -> Command {
     c
 }
 
+/// `args` (then `extra`) on 2 ranks, which must succeed; its output.
+fn two_ranks_ok(bin: &Path, args: Vec<String>, extra: &[&str]) -> Output {
+    let res = mpirun(bin, 2).args(args).args(extra).output().unwrap();
+    assert_ok(&res);
+    res
+}
+
+/// `args` (then `extra`) on 2 ranks, started in the background, rank 1 pausing `ms` milliseconds
+/// at `phase` (the phase hook of `train/phases.rs`).
+fn rank_one_paused(
+    bin: &Path,
+    args: Vec<String>,
+    extra: &[&str],
+    phase: &str,
+    ms: u64,
+) -> std::process::Child {
+    mpirun(bin, 2)
+        .args(args)
+        .args(extra)
+        .env("LMSOFTMAX_TEST_PHASE_PAUSE_MS", ms.to_string())
+        .env("LMSOFTMAX_TEST_PHASE_PAUSE_AT", phase)
+        .env("LMSOFTMAX_TEST_PHASE_PAUSE_RANK", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A tiny run's flags: [`super::TINY_RUN`] with `arch`, the large-margin loss, global batch 64,
 /// `epochs` epochs, one data worker.
 fn tiny(arch: &str, epochs: usize, out: &Path) -> Vec<String> {
@@ -155,11 +183,7 @@ fn two_ranks_train_as_one_process_with_the_same_global_batch() {
         .output()
         .unwrap();
     assert_ok(&res);
-    let res = mpirun(&bin, 2)
-        .args(tiny("small_cnn_nobn", 2, &two))
-        .output()
-        .unwrap();
-    assert_ok(&res);
+    let res = two_ranks_ok(&bin, tiny("small_cnn_nobn", 2, &two), &[]);
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(
         stderr.contains("2 ranks (MPI), 32 images a step each"),
@@ -195,11 +219,7 @@ fn two_ranks_train_as_one_process_with_the_same_global_batch() {
     // but a deterministic one
     let (bn_a, bn_b) = (dir.path().join("bn-a"), dir.path().join("bn-b"));
     for out in [&bn_a, &bn_b] {
-        let res = mpirun(&bin, 2)
-            .args(tiny("small_cnn", 1, out))
-            .output()
-            .unwrap();
-        assert_ok(&res);
+        two_ranks_ok(&bin, tiny("small_cnn", 1, out), &[]);
     }
     assert_eq!(
         metrics_without_timings(&bn_a),
@@ -215,26 +235,9 @@ fn a_resumed_two_rank_run_is_the_uninterrupted_one_bit_for_bit() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (whole, parts) = (dir.path().join("whole"), dir.path().join("parts"));
-    assert_ok(
-        &mpirun(&bin, 2)
-            .args(tiny("small_cnn", 2, &whole))
-            .output()
-            .unwrap(),
-    );
-    assert_ok(
-        &mpirun(&bin, 2)
-            .args(tiny("small_cnn", 2, &parts))
-            .args(["--stop-after", "1"])
-            .output()
-            .unwrap(),
-    );
-    assert_ok(
-        &mpirun(&bin, 2)
-            .args(tiny("small_cnn", 2, &parts))
-            .arg("--resume")
-            .output()
-            .unwrap(),
-    );
+    two_ranks_ok(&bin, tiny("small_cnn", 2, &whole), &[]);
+    two_ranks_ok(&bin, tiny("small_cnn", 2, &parts), &["--stop-after", "1"]);
+    two_ranks_ok(&bin, tiny("small_cnn", 2, &parts), &["--resume"]);
     assert_same_run(&parts, &whole);
     // a resume with another number of ranks is refused, naming both
     let res = Command::new(&bin)
@@ -294,23 +297,10 @@ fn a_killed_rank_ends_the_job_and_a_two_rank_resume_finishes_the_same_run() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (whole, killed) = (dir.path().join("whole"), dir.path().join("killed"));
-    assert_ok(
-        &mpirun(&bin, 2)
-            .args(tiny("small_cnn", 2, &whole))
-            .output()
-            .unwrap(),
-    );
+    two_ranks_ok(&bin, tiny("small_cnn", 2, &whole), &[]);
     // rank 1 pauses at epoch 2's second step, with epoch 1's checkpoint written; then it is
     // killed
-    let child = mpirun(&bin, 2)
-        .args(tiny("small_cnn", 2, &killed))
-        .env("LMSOFTMAX_TEST_PHASE_PAUSE_MS", "60000")
-        .env("LMSOFTMAX_TEST_PHASE_PAUSE_AT", "step 2.2")
-        .env("LMSOFTMAX_TEST_PHASE_PAUSE_RANK", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = rank_one_paused(&bin, tiny("small_cnn", 2, &killed), &[], "step 2.2", 60_000);
     let start = Instant::now();
     let rank1 = loop {
         let ranks = rank_pids(&killed);
@@ -340,13 +330,7 @@ fn a_killed_rank_ends_the_job_and_a_two_rank_resume_finishes_the_same_run() {
     );
     // epoch 1's checkpoint is intact, and a 2-rank resume finishes the run as the whole one
     lmsoftmax::train::checkpoint::read(&killed.join("checkpoint-last.ckpt")).unwrap();
-    assert_ok(
-        &mpirun(&bin, 2)
-            .args(tiny("small_cnn", 2, &killed))
-            .arg("--resume")
-            .output()
-            .unwrap(),
-    );
+    two_ranks_ok(&bin, tiny("small_cnn", 2, &killed), &["--resume"]);
     assert_same_run(&killed, &whole);
 }
 
@@ -356,16 +340,13 @@ fn a_stalled_rank_is_caught_by_the_watchdog() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let child = mpirun(&bin, 2)
-        .args(tiny("small_cnn", 1, &dir.path().join("stalled")))
-        .args(["--collective-timeout", "3"])
-        .env("LMSOFTMAX_TEST_PHASE_PAUSE_MS", "120000")
-        .env("LMSOFTMAX_TEST_PHASE_PAUSE_AT", "step 1.2")
-        .env("LMSOFTMAX_TEST_PHASE_PAUSE_RANK", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = rank_one_paused(
+        &bin,
+        tiny("small_cnn", 1, &dir.path().join("stalled")),
+        &["--collective-timeout", "3"],
+        "step 1.2",
+        120_000,
+    );
     let (out, took) = wait_for(child, Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
