@@ -1,19 +1,20 @@
 //! # lmsoftmax-kernels
 //!
-//! Kernels for the flex backend: the fast paths that `lmsoftmax-loss` and `lmsoftmax-models`
-//! choose at run time when the tensors live on Burn's flex CPU backend, each a Burn backend
-//! extension whose autodiff version records one operation with a hand-written backward.
+//! The fast paths that `lmsoftmax-loss` and `lmsoftmax-models` choose at run time, each a Burn
+//! backend extension whose autodiff version records one operation with a hand-written backward:
 //!
-//! * [`flex::fused_loss`] — loss and gradient of every row of the large-margin in softmax loss
-//!   in one pass over the logits, from a per-row description ([`flex::fused_loss::LossRows`])
-//!   that the loss crate fills in;
+//! * [`fused_loss`] — loss and gradient of every row of the large-margin in softmax loss in
+//!   one kernel over the logits, from a per-row description ([`fused_loss::LossRows`]) that the
+//!   loss crate fills in: on the flex CPU backend ([`flex`]) and, with the `wgpu`, `cuda` or
+//!   `rocm` feature, as a CubeCL kernel on Burn's cubecl backend (`cube`);
 //! * [`flex::conv`] — 2-D convolution as im2col and matrix products, in both directions;
 //! * [`flex::batch_norm`] — BatchNorm in as few passes over the activation as the maths allows.
 //!
 //! Each is tested against the reference it replaces (Burn's own convolution and BatchNorm here,
 //! the loss's composed ops in `lmsoftmax-loss`), and each leaves other backends and dtypes to
-//! that reference. This crate depends on Burn only: the loss and the models depend on it, never
-//! the other way round.
+//! that reference. This crate depends on Burn only (and, for the CubeCL kernels, on the cubecl
+//! crates Burn's GPU backends are made of): the loss and the models depend on it, never the
+//! other way round.
 //!
 //! # Example
 //! ```
@@ -30,7 +31,10 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "cube")]
+pub mod cube;
 pub mod flex;
+pub mod fused_loss;
 
 #[cfg(test)]
 mod testing;

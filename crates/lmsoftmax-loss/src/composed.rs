@@ -2,7 +2,7 @@
 //! It is the reference that the fused kernel is tested against.
 
 use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
-use lmsoftmax_kernels::flex::fused_loss::RowTerm;
+use lmsoftmax_kernels::fused_loss::RowTerm;
 
 use crate::plan::RowPlan;
 

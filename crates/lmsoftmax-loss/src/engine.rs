@@ -3,7 +3,7 @@
 //! ops, trace a non-finite loss back to its row, reduce. A loss only says which [`PlanOptions`]
 //! (its term and options) it stands for.
 
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{DType, Device, Int, Tensor};
 
 use crate::composed::{composed_rows, compute_dtype};
 use crate::config::LossImplementation;
@@ -27,11 +27,11 @@ pub(crate) fn planned_rows<const D: usize, const T: usize>(
     targets: Tensor<T, Int>,
 ) -> Result<Tensor<1>, LossError> {
     let flat = flatten_rows(logits, &targets)?;
-    let use_fused = fused_on(implementation, &flat.device())?;
-    let classes = flat.dims()[1];
+    let x = compute_dtype(flat);
+    let use_fused = fused_on(implementation, &x.device(), x.dtype())?;
+    let classes = x.dims()[1];
     let host_targets = read_targets(targets);
     let plan = RowPlan::new(options, &host_targets, classes)?;
-    let x = compute_dtype(flat);
     let rows = if use_fused {
         fused::fused_rows(x.clone(), plan)
     } else {
@@ -51,21 +51,24 @@ pub(crate) fn reduce(rows: Tensor<1>, reduction: LossReduction) -> Tensor<1> {
     }
 }
 
-/// Whether `implementation` computes with the fused kernel on `device`.
+/// Whether `implementation` computes with the fused kernel on `device` for logits computed in
+/// `dtype`.
 ///
 /// # Errors
-/// [`ConfigError::FusedUnavailable`] when the fused kernel is forced on a device it does not
-/// run on.
+/// [`ConfigError::FusedUnavailable`] when the fused kernel is forced on a device or dtype it
+/// does not run on.
 pub(crate) fn fused_on(
     implementation: LossImplementation,
     device: &Device,
+    dtype: DType,
 ) -> Result<bool, ConfigError> {
+    let runs = fused::runs_on(device, dtype);
     match implementation {
         LossImplementation::Composed => Ok(false),
-        LossImplementation::Auto => Ok(fused::runs_on(device)),
-        LossImplementation::Fused if fused::runs_on(device) => Ok(true),
+        LossImplementation::Auto => Ok(runs),
+        LossImplementation::Fused if runs => Ok(true),
         LossImplementation::Fused => Err(ConfigError::FusedUnavailable {
-            device: format!("{device:?}"),
+            device: format!("{device:?} in {dtype:?}"),
         }),
     }
 }

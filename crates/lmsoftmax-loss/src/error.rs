@@ -92,10 +92,11 @@ pub enum ConfigError {
         /// Classes of the dataset.
         classes: usize,
     },
-    /// The fused implementation was requested on a device it does not run on.
+    /// The fused implementation was requested on a device or dtype it does not run on.
     #[error(
-        "the fused implementation runs on the flex CPU backend only, but the logits are on {device}; \
-         use LossImplementation::Auto or Composed"
+        "the fused implementation runs on the flex CPU backend (f32, f64) and, built with a GPU \
+         feature, on Burn's cubecl backend (f32), but the logits are on {device}; use \
+         LossImplementation::Auto or Composed"
     )]
     FusedUnavailable {
         /// The device of the logits.

@@ -3,8 +3,8 @@
 //! `init` of the family's configurations, which build it.
 
 use burn::module::{Content, DisplaySettings, Module, ModuleDisplay};
-use burn::tensor::{Device, Int, Tensor};
-use lmsoftmax_kernels::flex::fused_loss::RowTerm;
+use burn::tensor::{DType, Device, Int, Tensor};
+use lmsoftmax_kernels::fused_loss::RowTerm;
 
 use crate::config::{LargeMarginInSoftmaxLossConfig, LossImplementation};
 use crate::engine::{fused_on, planned_rows, reduce};
@@ -171,9 +171,10 @@ impl LogitLoss {
         self
     }
 
-    /// Whether this call would use the fused kernel on `device`.
+    /// Whether this call would use the fused kernel on `device` for f32, f16 or bf16 logits
+    /// (which the loss computes in f32).
     pub fn uses_fused(&self, device: &Device) -> bool {
-        fused_on(self.spec.implementation, device).unwrap_or(false)
+        fused_on(self.spec.implementation, device, DType::F32).unwrap_or(false)
     }
 
     /// The loss of `logits` `[N, C]` or `[N, C, d1, .., dk]` against class indices `targets`

@@ -118,7 +118,7 @@ impl LargeMarginInSoftmaxLoss {
         &self.config
     }
 
-    /// Whether this call would use the fused kernel on `device`.
+    /// Whether this call would use the fused kernel on `device` (for f32, f16 or bf16 logits).
     ///
     /// ```
     /// use lmsoftmax_loss::{LargeMarginInSoftmaxLossConfig, LossImplementation};

@@ -6,7 +6,7 @@
 //! l_n = hard_n * (lse_n - z'_{n,y}) + smooth_n * sum_j w_j (lse_n - z'_{n,j}) + reg_n * reg(z_n)
 //! ```
 
-use lmsoftmax_kernels::flex::fused_loss::{LossRows, RowTerm};
+use lmsoftmax_kernels::fused_loss::{LossRows, RowTerm};
 
 use crate::error::LossError;
 use crate::reduction::LossReduction;

@@ -6,7 +6,7 @@ use burn::tensor::Device;
 
 pub mod batch_norm;
 pub mod conv;
-pub mod fused_loss;
+mod fused_loss;
 
 /// Whether `device` is the flex backend (with or without autodiff), where these kernels run.
 ///

@@ -51,6 +51,12 @@ impl TryForward for LogitLoss {
     }
 }
 
+/// The wgpu device with autodiff, or `None` (said on stderr) where none works.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_device() -> Option<Device> {
+    lmsoftmax_kernels::cube::wgpu_test_device()
+}
+
 /// Runs the loss of `config` on logits of any rank 2..=4 given flat in f64, cast to `dtype`.
 pub fn run(
     config: &LargeMarginInSoftmaxLossConfig,
@@ -60,8 +66,21 @@ pub fn run(
     upstream: Option<&[f64]>,
     dtype: DType,
 ) -> Result<Outcome, LossError> {
-    let loss = config.init(&device()).expect("valid test configuration");
-    run_loss(&loss, shape, logits, targets, upstream, dtype)
+    run_on(&device(), config, shape, logits, targets, upstream, dtype)
+}
+
+/// [`run`] on `device`.
+pub fn run_on(
+    device: &Device,
+    config: &LargeMarginInSoftmaxLossConfig,
+    shape: &[usize],
+    logits: &[f64],
+    targets: &[i64],
+    upstream: Option<&[f64]>,
+    dtype: DType,
+) -> Result<Outcome, LossError> {
+    let loss = config.init(device).expect("valid test configuration");
+    run_loss_on(device, &loss, shape, logits, targets, upstream, dtype)
 }
 
 /// Runs `loss` on logits of any rank 2..=4 given flat in f64, cast to `dtype`.
@@ -73,23 +92,37 @@ pub fn run_loss(
     upstream: Option<&[f64]>,
     dtype: DType,
 ) -> Result<Outcome, LossError> {
-    match shape.len() {
-        2 => run_rank::<2, 1>(loss, shape, logits, targets, upstream, dtype),
-        3 => run_rank::<3, 2>(loss, shape, logits, targets, upstream, dtype),
-        4 => run_rank::<4, 3>(loss, shape, logits, targets, upstream, dtype),
-        r => panic!("no test helper for rank {r}"),
-    }
+    run_loss_on(&device(), loss, shape, logits, targets, upstream, dtype)
 }
 
-fn run_rank<const D: usize, const T: usize>(
-    loss_fn: &impl TryForward,
+/// [`run_loss`] on `device`.
+pub fn run_loss_on(
+    device: &Device,
+    loss: &impl TryForward,
     shape: &[usize],
     logits: &[f64],
     targets: &[i64],
     upstream: Option<&[f64]>,
     dtype: DType,
 ) -> Result<Outcome, LossError> {
-    let device = device();
+    let args = (shape, logits, targets, upstream, dtype);
+    match shape.len() {
+        2 => run_rank::<2, 1>(device, loss, args),
+        3 => run_rank::<3, 2>(device, loss, args),
+        4 => run_rank::<4, 3>(device, loss, args),
+        r => panic!("no test helper for rank {r}"),
+    }
+}
+
+/// What [`run_rank`] runs on: shape, logits, targets, upstream gradient, dtype.
+type RunArgs<'a> = (&'a [usize], &'a [f64], &'a [i64], Option<&'a [f64]>, DType);
+
+fn run_rank<const D: usize, const T: usize>(
+    device: &Device,
+    loss_fn: &impl TryForward,
+    (shape, logits, targets, upstream, dtype): RunArgs<'_>,
+) -> Result<Outcome, LossError> {
+    let device = device.clone();
     let x = Tensor::<D>::from_data(
         TensorData::new(logits.to_vec(), shape.to_vec()),
         (&device, dtype),

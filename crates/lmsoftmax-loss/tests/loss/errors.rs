@@ -191,12 +191,12 @@ fn fused_on_an_unsupported_device_is_a_config_error() {
     assert_eq!(
         err,
         LossError::Config(ConfigError::FusedUnavailable {
-            device: format!("{other:?}")
+            device: format!("{other:?} in F32")
         })
     );
     let message = err.to_string();
     assert!(
-        message.contains("the fused implementation runs on the flex CPU backend only")
+        message.contains("the fused implementation runs on the flex CPU backend (f32, f64)")
             && message.contains(&format!("{other:?}"))
             && message.contains("use LossImplementation::Auto or Composed"),
         "{message}"

@@ -8,11 +8,11 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::DType;
+use burn::tensor::{DType, Device};
 use lmsoftmax_loss::{LargeMarginInSoftmaxLossConfig, LossReduction};
 use serde::Deserialize;
 
-use crate::common::{IMPLEMENTATIONS, assert_close, read_golden, run};
+use crate::common::{IMPLEMENTATIONS, assert_close, read_golden, run, run_on};
 
 /// One golden file; a field not listed here is an error, not silently skipped.
 #[derive(Debug, Deserialize)]
@@ -122,11 +122,17 @@ fn golden_layout_rejects_unknown_fields() {
 
 /// Runs every case in `dtype` and compares with the golden values.
 fn check_all(dtype: DType, rel: f64, abs: f64) {
+    check_all_on(&crate::common::device(), dtype, rel, abs);
+}
+
+/// [`check_all`] on `device`.
+fn check_all_on(device: &Device, dtype: DType, rel: f64, abs: f64) {
     let cases = cases();
     for case in &cases {
         for implementation in IMPLEMENTATIONS {
             let config = case.config().with_implementation(implementation);
-            let got = run(
+            let got = run_on(
+                device,
                 &config,
                 &case.shape,
                 &case.logits,
@@ -140,7 +146,10 @@ fn check_all(dtype: DType, rel: f64, abs: f64) {
             assert_close(&format!("{what} grad"), &got.grad, &case.grad, rel, abs);
         }
     }
-    eprintln!("checked {} golden cases in {dtype:?}", cases.len());
+    eprintln!(
+        "checked {} golden cases in {dtype:?} on {device:?}",
+        cases.len()
+    );
 }
 
 #[test]
@@ -151,6 +160,58 @@ fn golden_f64() {
 #[test]
 fn golden_f32() {
     check_all(DType::F32, 1e-4, 1e-6);
+}
+
+/// Every case in f32 on the wgpu device, with the tolerances of the flex f32 test: the composed
+/// path runs Burn's own GPU kernels, the fused one the CubeCL kernel of `lmsoftmax-kernels`.
+#[cfg(feature = "wgpu")]
+#[test]
+fn golden_f32_wgpu() {
+    let Some(device) = crate::common::wgpu_device() else {
+        return;
+    };
+    let fused = LargeMarginInSoftmaxLossConfig::new()
+        .with_implementation(lmsoftmax_loss::LossImplementation::Auto)
+        .init(&device)
+        .unwrap();
+    assert!(
+        fused.uses_fused(&device),
+        "Auto picks the CubeCL kernel on {device:?}"
+    );
+    check_all_on(&device, DType::F32, 1e-4, 1e-6);
+}
+
+/// f64 logits on wgpu: no fused kernel there (WGSL has no f64), so `Auto` must not pick it and
+/// `Fused` must say so.
+#[cfg(feature = "wgpu")]
+#[test]
+fn fused_refuses_f64_on_wgpu() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use lmsoftmax_loss::{ConfigError, LossError, LossImplementation};
+    let Some(device) = crate::common::wgpu_device() else {
+        return;
+    };
+    let forced = LargeMarginInSoftmaxLossConfig::new()
+        .with_implementation(LossImplementation::Fused)
+        .init(&device)
+        .unwrap();
+    let logits = Tensor::<2>::from_data(
+        TensorData::new(vec![0.5f32, -1.0, 2.0, 0.0], [2, 2]),
+        &device,
+    );
+    let targets = Tensor::<1, Int>::from_ints([0, 1], &device);
+    // f32 runs
+    let loss: f32 = forced
+        .try_forward(logits.clone(), targets.clone())
+        .unwrap()
+        .into_scalar();
+    assert!(loss.is_finite());
+    match forced.try_forward(logits.cast(DType::F64), targets) {
+        Err(LossError::Config(ConfigError::FusedUnavailable { device: what })) => {
+            assert!(what.contains("F64"), "{what}")
+        }
+        other => panic!("f64 logits on wgpu with Fused: {other:?}"),
+    }
 }
 
 /// Half-precision input: the logits are rounded to f16/bf16, so the reference is the f64 loss of

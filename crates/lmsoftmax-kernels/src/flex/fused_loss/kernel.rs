@@ -18,7 +18,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::real::{Real, dot, dot_centred, exp_shifted, max, sum, sum_centred};
-use super::{LossRows, RowTerm};
+use crate::fused_loss::{LossRows, RowTerm};
 
 /// What the kernel returns: per-row losses (NaN for a row whose logits are not finite) and the
 /// gradient of each row's loss, when asked for.

@@ -19,7 +19,7 @@
 /// `delta` must be 0).
 ///
 /// ```
-/// use lmsoftmax_kernels::flex::fused_loss::{LossRows, RowTerm};
+/// use lmsoftmax_kernels::fused_loss::{LossRows, RowTerm};
 /// // two rows of three classes, the plain sum of cross-entropies
 /// let rows = LossRows {
 ///     num_classes: 3,
