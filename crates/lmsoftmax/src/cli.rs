@@ -285,6 +285,9 @@ pub struct BenchTrainStepArgs {
     /// Timed steps (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
+    /// Device: cpu, or a GPU backend built in (wgpu, cuda:0, ...).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// End with one JSON object (`step_ms`, `eval_images_per_s`, ...).
     #[arg(long)]
     pub json: bool,
@@ -407,6 +410,9 @@ pub struct BenchLossArgs {
     /// Timed runs per path (the median is reported).
     #[arg(long, default_value_t = 50)]
     pub reps: usize,
+    /// Device: cpu, or a GPU backend built in (wgpu, cuda:0, ...).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// End with one JSON object per shape, the last line holding the last shape.
     #[arg(long)]
     pub json: bool,

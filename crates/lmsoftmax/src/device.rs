@@ -5,6 +5,8 @@ use anyhow::{Result, bail};
 use burn::tensor::Device;
 
 /// The GPU backends compiled into this binary, by the name `--device` takes.
+// pushed one by one: which of them exist depends on the features
+#[allow(clippy::vec_init_then_push)]
 pub fn gpu_backends() -> Vec<&'static str> {
     #[allow(unused_mut)]
     let mut v = Vec::new();
@@ -58,12 +60,15 @@ fn gpu_device(kind: &str, index: usize, spec: &str) -> Result<Device> {
         "cuda" => Ok(Device::cuda(index)),
         #[cfg(feature = "rocm")]
         "rocm" => Ok(Device::rocm(index)),
+        // wgpu panics on the first operation without a driver: probe it here, so that the
+        // error names the flag and what to install.
         #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(Device::wgpu(if index == 0 {
+        "wgpu" => lmsoftmax_kernels::cube::try_wgpu_device(if index == 0 {
             burn::tensor::DeviceKind::DefaultDevice
         } else {
             burn::tensor::DeviceKind::DiscreteGpu(index)
-        })),
+        })
+        .map_err(|why| anyhow::anyhow!("--device {spec}: {why}")),
         _ => bail!(
             "--device {spec}: this binary was built without the {kind} backend; rebuild with \
              `cargo build --release -p lmsoftmax --features {kind}`"

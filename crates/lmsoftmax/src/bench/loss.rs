@@ -120,6 +120,8 @@ fn time_loss(
         let grads = out.backward();
         let g = x.grad(&grads).expect("logits have a gradient");
         value = out.into_scalar::<f32>() as f64;
+        // a GPU has only queued the gradient
+        g.device().sync().expect("the device finishes the gradient");
         g
     });
     (median, value)
@@ -136,6 +138,7 @@ pub const DEFAULT_EMBED_DIM: usize = 128;
 /// ```
 pub fn measure(n: usize, c: usize, warmup: usize, reps: usize) -> LossTimes {
     measure_paths(
+        &Device::flex(),
         n,
         c,
         DEFAULT_EMBED_DIM,
@@ -168,14 +171,19 @@ fn time_head(
             .weight
             .grad(&grads)
             .expect("class weights have a gradient");
+        gw.device()
+            .sync()
+            .expect("the device finishes the gradients");
         (gx, gw)
     })
     .0
 }
 
 /// Measures the given paths, in that order, on one `n x c` shape (the heads on `n x embed_dim`
-/// embeddings).
+/// embeddings), on the autodiff version of `plain` (flex, or a GPU device: each timed run waits
+/// for the device).
 pub fn measure_paths(
+    plain: &Device,
     n: usize,
     c: usize,
     embed_dim: usize,
@@ -183,7 +191,7 @@ pub fn measure_paths(
     reps: usize,
     paths: &[LossPath],
 ) -> LossTimes {
-    let device = Device::flex().autodiff();
+    let device = plain.clone().autodiff();
     let (x, y) = batch(n, c, &device);
     let x = x.require_grad();
     let make = |imp| {
@@ -234,7 +242,9 @@ pub fn measure_paths(
                 let burn_ce = CrossEntropyLossConfig::new().init(&device);
                 t.burn_ce_ms = median_ms(warmup, reps, || {
                     let grads = burn_ce.forward(x.clone(), y.clone()).backward();
-                    x.grad(&grads)
+                    let g = x.grad(&grads);
+                    device.sync().expect("the device finishes the gradient");
+                    g
                 })
                 .0;
             }

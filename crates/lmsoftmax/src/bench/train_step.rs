@@ -1,6 +1,7 @@
 //! `lmsoftmax bench train-step`: one training step of a network (forward, loss, backward, SGD
 //! update with the official momentum 0.9 and weight decay 1e-4) and forward-only evaluation
-//! throughput, on the CPU backend.
+//! throughput, on the CPU backend or any device of the binary (`--device wgpu`; each timed step
+//! waits for the device to finish).
 
 use anyhow::Result;
 use burn::module::Module;
@@ -28,17 +29,22 @@ pub struct StepTimes {
     pub loss: LossKind,
     /// Threads of the CPU backend.
     pub threads: usize,
+    /// The device the step ran on (`Debug` of Burn's device).
+    pub device: String,
     /// Median training step, ms.
     pub step_ms: f64,
     /// Forward-only evaluation throughput (eval-mode BatchNorm, no autodiff).
     pub eval_images_per_s: f64,
 }
 
-/// Measures `arch` at `batch_size` with the given width multiplier and class count.
+/// Measures `arch` at `batch_size` with the given width multiplier and class count on `plain`
+/// (a device without autodiff; the step runs on its autodiff version).
 ///
 /// # Errors
-/// An unknown architecture or an input it cannot take.
+/// An unknown architecture or an input it cannot take; a device that fails.
+#[allow(clippy::too_many_arguments)]
 pub fn measure(
+    plain: &Device,
     arch: &str,
     batch_size: usize,
     loss: LossKind,
@@ -57,7 +63,7 @@ pub fn measure(
         })?;
     let classes = classes.unwrap_or(usual.num_classes);
     let input = usual.input;
-    let device = Device::flex().autodiff();
+    let device = plain.clone().autodiff();
     let mut model = lmsoftmax_models::build(arch, input[0], classes, width, &device)?;
     let loss_fn = LossConfig::of_kind(loss).init(&device)?;
     let mut optim = SgdConfig::new()
@@ -83,11 +89,12 @@ pub fn measure(
         let value = loss_fn.forward(logits, y.clone());
         let grads = GradientsParams::from_grads(value.backward(), &model);
         model = optim.step(0.1, model.clone(), grads);
+        // GPU backends queue the work: the step is done when the device is
+        device.sync().expect("the device finishes the step");
     });
 
     let eval = model.valid();
-    let plain = Device::flex();
-    let x_eval = Tensor::<4>::from_data(TensorData::new(values, shape), (&plain, DType::F32));
+    let x_eval = Tensor::<4>::from_data(TensorData::new(values, shape), (plain, DType::F32));
     let (eval_ms, _) = median_ms(warmup.min(1), reps, || {
         eval.forward(x_eval.clone()).into_data()
     });
@@ -98,6 +105,7 @@ pub fn measure(
         classes,
         loss,
         threads: rayon::current_num_threads(),
+        device: format!("{plain:?}"),
         step_ms,
         eval_images_per_s: batch_size as f64 / (eval_ms / 1e3),
     })

@@ -29,8 +29,9 @@ pub fn loss(args: &BenchLossArgs) -> Result<()> {
     } else {
         vec![(args.n, args.c)]
     };
+    let device = crate::device::parse_device(&args.device)?;
     println!(
-        "forward+backward, f32, flex CPU backend, {} threads, warm-up {}, median of {}",
+        "forward+backward, f32, {device:?}, {} threads, warm-up {}, median of {}",
         rayon::current_num_threads(),
         args.warmup,
         args.reps
@@ -38,7 +39,15 @@ pub fn loss(args: &BenchLossArgs) -> Result<()> {
     println!("{TABLE_HEADER}");
     let mut rows = Vec::new();
     for (n, c) in shapes {
-        let t = measure_paths(n, c, args.embed_dim, args.warmup, args.reps, &args.paths);
+        let t = measure_paths(
+            &device,
+            n,
+            c,
+            args.embed_dim,
+            args.warmup,
+            args.reps,
+            &args.paths,
+        );
         println!("{}", table_row(&t));
         rows.push(t);
     }
@@ -97,7 +106,9 @@ pub fn train_step(a: &BenchTrainStepArgs) -> Result<()> {
     if a.batch_size == 0 || a.reps == 0 {
         return Err(input("--batch-size and --reps must be >= 1"));
     }
+    let device = crate::device::parse_device(&a.device)?;
     let t = crate::bench::train_step::measure(
+        &device,
         &a.arch,
         a.batch_size,
         a.loss,
@@ -107,7 +118,7 @@ pub fn train_step(a: &BenchTrainStepArgs) -> Result<()> {
         a.reps,
     )?;
     println!(
-        "{} (width {}), batch {}, input {:?}, {} classes, {:?} loss, {} threads: train step {:.1} ms, eval {:.1} images/s",
+        "{} (width {}), batch {}, input {:?}, {} classes, {:?} loss, {} threads, {}: train step {:.1} ms, eval {:.1} images/s",
         t.arch,
         a.width,
         t.batch_size,
@@ -115,6 +126,7 @@ pub fn train_step(a: &BenchTrainStepArgs) -> Result<()> {
         t.classes,
         t.loss,
         t.threads,
+        t.device,
         t.step_ms,
         t.eval_images_per_s
     );

@@ -42,7 +42,7 @@ pub struct RunSummary {
 
 /// The seed of the device's random stream (dropout) for `epoch`: a function of the run's seed and
 /// the epoch only, so a resumed run draws the same masks as an uninterrupted one.
-fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+pub(crate) fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     let mut z = seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{ModuleOptimizer, OptimizerRecord, SgdConfig};
@@ -75,17 +76,31 @@ pub struct Pieces {
 /// # Errors
 /// An unknown network or one that does not fit the data.
 pub fn fresh(opts: &TrainOptions, data: &Dataset, device: &Device) -> Result<Pieces> {
-    device.seed(opts.seed);
     let [c, _, _] = data.train.output_shape();
     let classes = data.class_names.len();
-    let model = Classifier::build(
-        &opts.arch,
-        c,
-        classes,
-        opts.width,
-        &opts.config.loss,
-        device,
-    )?;
+    let model = if lmsoftmax_kernels::flex::runs_on(device) {
+        device.seed(opts.seed);
+        Classifier::build(
+            &opts.arch,
+            c,
+            classes,
+            opts.width,
+            &opts.config.loss,
+            device,
+        )?
+    } else {
+        // Each backend has its own random generator: on another device the weights are drawn
+        // on the CPU, from the stream a flex run draws them from (its first epoch's seed, at
+        // the first forward pass), and moved, so that a seed gives the same network on flex,
+        // wgpu or cuda, as a PyTorch user initialises on the CPU and moves the model.
+        let cpu = Device::flex().autodiff();
+        cpu.seed(super::run::epoch_seed(opts.seed, opts.start_epoch));
+        let lazy = Classifier::build(&opts.arch, c, classes, opts.width, &opts.config.loss, &cpu)?;
+        // reading the record draws every lazy parameter, on the CPU
+        let drawn = lazy.clone().into_record();
+        device.seed(opts.seed);
+        lazy.load_record(drawn).fork(device)
+    };
     let optim = SgdConfig::new()
         .with_momentum(Some(
             MomentumConfig::new()

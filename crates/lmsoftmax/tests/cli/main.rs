@@ -6,6 +6,8 @@ mod export;
 mod family;
 mod faults;
 mod fuzz;
+#[cfg(feature = "wgpu")]
+mod gpu;
 mod mpi;
 mod parallel;
 mod reliability;
