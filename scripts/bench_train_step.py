@@ -9,7 +9,14 @@ loop of ../shared/bench/ref_layer13.py). Also forward-only eval images/s.
 
 Usage: scripts/bench_train_step.py [--arch layer13] [--batch-size B] [--threads 1,2]
                                    [--losses large-margin,softmax] [--reps 5] [--warmup 2]
+                                   [--device cpu|cuda] [--ours-device cpu|wgpu|cuda:0]
+                                   [--binary PATH] [--python PATH]
 Prints a Markdown table; absolute times on shared 2-core machines drift, compare the ratios.
+
+On a GPU: `--device cuda` times PyTorch on CUDA (each step ends with `loss.item()`, eval with
+`torch.cuda.synchronize()`), `--ours-device wgpu` our binary on the wgpu device (each step ends
+with a device sync); `--binary` takes a prebuilt `lmsoftmax` (built with `--features wgpu`)
+instead of building one, `--python` a Python with torch instead of the CPU reference venv.
 """
 import argparse
 import json
@@ -26,7 +33,7 @@ import torch, torch.nn as nn
 import ref_layer13 as ref
 from ref_loss import LargeMarginInSoftmaxLoss
 threads, reps, warmup, loss = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-arch, batch = sys.argv[6], int(sys.argv[7])
+arch, batch, device = sys.argv[6], int(sys.argv[7]), sys.argv[8]
 torch.set_num_threads(threads)
 ref.REPS, ref.WARMUP = reps, warmup
 torch.manual_seed(0)
@@ -39,9 +46,20 @@ else:
     m = getattr(torchvision.models, arch)(num_classes=classes)
 x = torch.randn(batch, 3, side, side); y = torch.randint(0, classes, (batch,))
 crit = nn.CrossEntropyLoss() if loss == "softmax" else LargeMarginInSoftmaxLoss(reg_lambda=0.3)
+if device == "cuda":
+    if not torch.cuda.is_available():
+        sys.exit(f"--device cuda: torch {torch.__version__} sees no CUDA device")
+    m, x, y = m.cuda(), x.cuda(), y.cuda()
+    forward = m.forward
+    def synced(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        torch.cuda.synchronize()
+        return out
+    m.forward = synced  # bench_eval's timing then covers the GPU work
 step_ms = ref.bench_train(m, crit, x, y)[0]
 eval_ms = ref.bench_eval(m, x)
-print(json.dumps({"step_ms": step_ms, "eval_images_per_s": batch / (eval_ms / 1e3)}))
+name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+print(json.dumps({"step_ms": step_ms, "eval_images_per_s": batch / (eval_ms / 1e3), "device": name}))
 """
 
 
@@ -54,6 +72,10 @@ def main():
     ap.add_argument("--losses", default="large-margin,softmax")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="PyTorch's device")
+    ap.add_argument("--ours-device", default="cpu", help="our binary's --device (wgpu, cuda:0, ...)")
+    ap.add_argument("--binary", help="a prebuilt lmsoftmax (default: cargo build --release)")
+    ap.add_argument("--python", help="a Python with torch and torchvision (default: the CPU reference venv)")
     a = ap.parse_args()
     archs = a.arch.split(",")
     torchvision_archs = {"vgg16", "vgg16_bn", "resnet50", "resnext50_32x4d", "densenet169"}
@@ -61,9 +83,13 @@ def main():
         if arch != "layer13" and arch not in torchvision_archs:
             ap.error(f"--arch {arch}: PyTorch has it only as layer13 or {sorted(torchvision_archs)}")
     shared = Path(a.shared)
-    subprocess.run(["cargo", "build", "--release", "-p", "lmsoftmax"], check=True, cwd=ROOT)
-    python = subprocess.run(["bash", str(shared / "bench" / "setup-torch.sh")], check=True, capture_output=True,
-                            text=True).stdout.strip().splitlines()[-1]
+    binary = a.binary
+    if binary is None:
+        subprocess.run(["cargo", "build", "--release", "-p", "lmsoftmax"], check=True, cwd=ROOT)
+        binary = str(ROOT / "target/release/lmsoftmax")
+    python = a.python or subprocess.run(["bash", str(shared / "bench" / "setup-torch.sh")], check=True,
+                                        capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    print(f"ours on {a.ours_device}, PyTorch on {a.device}")
     print("| network | batch | threads | loss | ours step ms | PyTorch step ms | ours / PyTorch (step) "
           "| ours eval img/s | PyTorch eval img/s | ours / PyTorch (eval img/s) |")
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
@@ -72,13 +98,13 @@ def main():
         for threads in map(int, a.threads.split(",")):
             for loss in a.losses.split(","):
                 env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-                out = subprocess.run([str(ROOT / "target/release/lmsoftmax"), "bench", "train-step", "--arch", arch,
+                out = subprocess.run([binary, "bench", "train-step", "--arch", arch,
                                       "--batch-size", str(batch), "--loss", loss, "--reps", str(a.reps),
-                                      "--warmup", str(a.warmup), "--json"],
+                                      "--warmup", str(a.warmup), "--device", a.ours_device, "--json"],
                                      check=True, capture_output=True, text=True, env=env)
                 o = json.loads(out.stdout.strip().splitlines()[-1])
                 out = subprocess.run([python, "-c", TORCH_SIDE, str(shared / "bench"), str(threads), str(a.reps),
-                                      str(a.warmup), loss, arch, str(batch)], check=True, capture_output=True,
+                                      str(a.warmup), loss, arch, str(batch), a.device], check=True, capture_output=True,
                                      text=True)
                 t = json.loads(out.stdout.strip().splitlines()[-1])
                 print(f"| {arch} | {batch} | {threads} | {loss} | {o['step_ms']:.0f} | {t['step_ms']:.0f} "
