@@ -109,9 +109,12 @@ run() {
 
     # Sizes: the real check, or toy sizes for the dry run.
     local width=1 epochs=30 seeds="0 1" l13_batch=128 r50_batch=64 reps=5 warmup=2 torch_device=cuda
-    local t_golden=120 t_bench=180 t_train=330
+    # GPU time: 60 + 2 x 90 + 330 = 570 s of the 600 allowed
+    local t_golden=60 t_bench=90 t_train=330
     if [ $dry = 1 ]; then
         width=0.125 epochs=1 seeds="0" l13_batch=16 r50_batch=2 reps=1 warmup=1 torch_device=cpu
+        # a software Vulkan device takes minutes for what a GPU does in seconds
+        t_golden=300 t_bench=300 t_train=900
     fi
 
     echo "== 1. golden vectors on the GPU"
@@ -132,24 +135,15 @@ run() {
     local archs="layer13:$l13_batch resnet50:$r50_batch"
     {
         echo
-        echo "## 2. Training step"
+        echo "## 2. Training step (batch: layer13 $l13_batch, resnet50 $r50_batch)"
     } >> "$summary"
+    local have_torch=0
+    "$python" -c 'import torch, torchvision' 2>/dev/null && have_torch=1
+    [ $have_torch = 1 ] || echo "- PyTorch: no torch + torchvision in $python (PYTHON=...): ours only" >> "$summary"
     for ab in $archs; do
         local arch=${ab%%:*} batch=${ab##*:}
-        local width_flag=()
-        [ $dry = 1 ] && width_flag=(--width "$width")
-        timeout "$t_bench" "$bin" bench train-step --arch "$arch" --batch-size "$batch" \
-            --device wgpu --reps "$reps" --warmup "$warmup" "${width_flag[@]}" --json \
-            > "$out/2-ours-$arch.log" 2>&1
-        echo "- ours, $arch batch $batch (exit $?): $(grep -E '^[a-z0-9_]+ \(width' "$out/2-ours-$arch.log" | tail -1)" >> "$summary"
-    done
-    if "$python" -c 'import torch, torchvision' 2>/dev/null; then
-        # PyTorch has no width multiplier: the side-by-side runs full width (the dry run: layer13
-        # only, at its toy batch)
-        local side=$archs
-        [ $dry = 1 ] && side="layer13:$l13_batch"
-        for ab in $side; do
-            local arch=${ab%%:*} batch=${ab##*:}
+        # PyTorch has no width multiplier: side by side at full width only (not in the dry run)
+        if [ $have_torch = 1 ] && [ $dry = 0 ]; then
             timeout "$t_bench" "$python" "$dir/bench_train_step.py" --arch "$arch" \
                 --batch-size "$batch" --threads "$(nproc)" --losses large-margin --reps "$reps" \
                 --warmup "$warmup" --device "$torch_device" --ours-device wgpu \
@@ -157,9 +151,23 @@ run() {
                 > "$out/2-side-by-side-$arch.log" 2>&1
             echo "- side by side, $arch, PyTorch on $torch_device (exit $?):" >> "$summary"
             grep '^|' "$out/2-side-by-side-$arch.log" >> "$summary"
-        done
-    else
-        echo "- PyTorch: no torch + torchvision in $python (PYTHON=...): its side was not timed" >> "$summary"
+        else
+            local width_flag=()
+            [ $dry = 1 ] && width_flag=(--width "$width")
+            timeout "$t_bench" "$bin" bench train-step --arch "$arch" --batch-size "$batch" \
+                --device wgpu --reps "$reps" --warmup "$warmup" "${width_flag[@]}" --json \
+                > "$out/2-ours-$arch.log" 2>&1
+            echo "- ours, $arch batch $batch (exit $?): $(grep -E '^[a-z0-9_]+ \(width' "$out/2-ours-$arch.log" | tail -1)" >> "$summary"
+        fi
+    done
+    if [ $have_torch = 1 ] && [ $dry = 1 ]; then
+        # the PyTorch side of the script, tried once at the toy batch on the CPU
+        timeout "$t_bench" "$python" "$dir/bench_train_step.py" --arch layer13 --batch-size "$l13_batch" \
+            --threads "$(nproc)" --losses large-margin --reps 1 --warmup 1 --device cpu \
+            --ours-device wgpu --binary "$bin" --python "$python" --shared "$dir/shared" \
+            > "$out/2-side-by-side-layer13.log" 2>&1
+        echo "- side by side (dry run: full-width layer13, PyTorch on the CPU) (exit $?):" >> "$summary"
+        grep '^|' "$out/2-side-by-side-layer13.log" >> "$summary"
     fi
 
     echo "== 3. layer13 width $width on the CIFAR-10 subset, $epochs epochs"
