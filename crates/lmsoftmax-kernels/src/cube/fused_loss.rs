@@ -16,7 +16,7 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::ops::{FloatTensorOps, IntTensorOps};
 use burn::backend::tensor::FloatTensor;
@@ -27,7 +27,7 @@ use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
-use crate::fused_loss::{FusedLossBackend, LossRows, RowTerm, SharedPlan};
+use crate::fused_loss::{FusedLossBackend, LossRows, RowTerm, SharedPlan, record_fused};
 
 /// Units per cube: the row is read `BLOCK` logits at a time.
 const BLOCK: usize = 256;
@@ -421,18 +421,7 @@ impl Backward<Cube, 1> for FusedLossBackward {
 
 impl<C: CheckpointStrategy> FusedLossBackend for Autodiff<Cube, C> {
     fn fused_loss_rows(logits: FloatTensor<Self>, plan: SharedPlan) -> FloatTensor<Self> {
-        let prep = FusedLossBackward
-            .prepare::<C>([logits.node()])
-            .compute_bound()
-            .stateful();
-        let primitive = logits.into_primitive();
-        match prep {
-            OpsKind::Tracked(prep) => {
-                let (rows, grad) = cube_kernel(primitive, &plan.0, true);
-                prep.finish(grad.expect("the kernel was asked for the gradient"), rows)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(cube_kernel(primitive, &plan.0, false).0),
-        }
+        record_fused::<Cube, C, _, _>(FusedLossBackward, logits, &plan.0, cube_kernel)
     }
 }
 

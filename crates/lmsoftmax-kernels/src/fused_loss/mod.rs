@@ -16,8 +16,10 @@ pub use input::{LossRows, RowTerm};
 
 use std::sync::Arc;
 
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::ops::{Backward, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Dispatch, DispatchDevice, backend_extension};
+use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, backend_extension};
 use burn::tensor::{DType, Device, Tensor};
 
 /// The per-batch description as the extension passes it across the dispatch boundary.
@@ -93,4 +95,37 @@ pub fn fused_rows(logits: Tensor<2>, rows: LossRows) -> Tensor<1> {
         SharedPlan(Arc::new(rows)),
     );
     Tensor::from_dispatch(out)
+}
+
+/// What each kernel gives the autodiff op: the rows and, when asked, the `[M, C]` gradient of
+/// each row's loss.
+pub(crate) type KernelRows<B> = (FloatTensor<B>, Option<FloatTensor<B>>);
+
+/// The autodiff version of a backend's fused op, written once: with a tracked input the kernel
+/// computes the gradient along with the rows and `backward` keeps it as its state (to be scaled
+/// by the upstream gradient); untracked, the kernel computes the rows alone.
+pub(crate) fn record_fused<B, C, BW, K>(
+    backward: BW,
+    logits: FloatTensor<Autodiff<B, C>>,
+    plan: &LossRows,
+    kernel: K,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: Backend,
+    C: CheckpointStrategy,
+    BW: Backward<B, 1, State = FloatTensor<B>>,
+    K: Fn(FloatTensor<B>, &LossRows, bool) -> KernelRows<B>,
+{
+    let prep = backward
+        .prepare::<C>([logits.node()])
+        .compute_bound()
+        .stateful();
+    let primitive = logits.into_primitive();
+    match prep {
+        OpsKind::Tracked(prep) => {
+            let (rows, grad) = kernel(primitive, plan, true);
+            prep.finish(grad.expect("the kernel was asked for the gradient"), rows)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(kernel(primitive, plan, false).0),
+    }
 }

@@ -6,77 +6,22 @@
 
 use std::path::Path;
 
-use super::{assert_ok, last_json, lmsoftmax};
+use super::{ShortRun, assert_ok, assert_same_curve, constant_lr_run, last_json, lmsoftmax};
 
 /// Whether a wgpu device works here (else the reason is on stderr).
 fn wgpu_works() -> bool {
     lmsoftmax_kernels::cube::wgpu_test_device().is_some()
 }
 
-/// A 2-epoch run (4 steps each, batch 32 of 128 synthetic images) at a constant learning rate;
-/// its metrics rows.
+/// A 2-epoch run, 4 steps each (batch 32 of 128 synthetic images).
 fn run(out: &Path, arch: &str, width: &str, extra: &[&str]) -> Vec<Vec<f64>> {
-    let config = out.with_extension("toml");
-    std::fs::write(
-        &config,
-        "name = \"lm-constant\"\nepochs = 2\nbatch_size = 32\nmomentum = 0.9\nweight_decay = 1e-4\n\
-         [loss]\nkind = \"large-margin\"\nreg_lambda = 0.3\n[lr]\nkind = \"step\"\nstart = 0.02\ngamma = 1.0\nevery = 1\n",
-    )
-    .unwrap();
-    let res = lmsoftmax()
-        .args([
-            "train",
-            "--dataset",
-            "synthetic",
-            "--synthetic-train",
-            "128",
-        ])
-        .args(["--synthetic-test", "64", "--arch", arch, "--width", width])
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "--quiet",
-            "--save-last-checkpoint",
-            "--workers",
-            "0",
-            "--out-dir",
-        ])
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert_ok(&res);
-    std::fs::read_to_string(out.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
-        .collect()
-}
-
-/// The loss columns agree to `tol` (relative), the error rates to one image per epoch.
-fn assert_same_curve(what: &str, a: &[Vec<f64>], b: &[Vec<f64>], tol: f64) {
-    assert_eq!(a.len(), b.len(), "{what}: epochs");
-    for (x, y) in a.iter().zip(b) {
-        // train_loss, train_ce, train_reg, test_loss, mean_margin, nontarget_entropy
-        for col in [2, 3, 4, 7, 10, 11] {
-            assert!(
-                (x[col] - y[col]).abs() <= tol * (1.0 + x[col].abs()),
-                "{what}: epoch {} column {col}: flex {} vs wgpu {}",
-                x[0],
-                x[col],
-                y[col]
-            );
-        }
-        assert!(
-            (x[5] - y[5]).abs() <= 100.0 / 128.0 + 1e-9,
-            "{what}: {x:?} vs {y:?}"
-        );
-        assert!(
-            (x[8] - y[8]).abs() <= 100.0 / 64.0 + 1e-9,
-            "{what}: {x:?} vs {y:?}"
-        );
-    }
+    let sizes = ShortRun {
+        epochs: 2,
+        batch_size: 32,
+        train: 128,
+        lr: 0.02,
+    };
+    constant_lr_run(out, arch, width, sizes, extra)
 }
 
 #[test]
@@ -96,7 +41,7 @@ fn wgpu_training_steps_follow_flex() {
         eprintln!("{arch} flex: {flex:?}\n{arch} wgpu: {gpu:?}");
         // the loss moved, so the comparison means something
         assert!(flex[1][2] < flex[0][2], "{arch}: {flex:?}");
-        assert_same_curve(arch, &flex, &gpu, 2e-3);
+        assert_same_curve(arch, &flex, &gpu, 2e-3, 128);
     }
 }
 
@@ -158,5 +103,5 @@ fn two_wgpu_replicas_follow_one() {
         &["--devices", "wgpu:0,wgpu:0"],
     );
     eprintln!("one: {one:?}\ntwo: {two:?}");
-    assert_same_curve("two replicas", &one, &two, 2e-3);
+    assert_same_curve("two replicas", &one, &two, 2e-3, 128);
 }

@@ -86,6 +86,81 @@ fn metrics_row(dir: &std::path::Path, epoch: usize) -> Vec<f64> {
     line.split(',').map(|x| x.parse().unwrap()).collect()
 }
 
+/// The sizes of a [`constant_lr_run`]: epochs, images a step, training images (64 test images).
+#[derive(Clone, Copy)]
+struct ShortRun {
+    epochs: usize,
+    batch_size: usize,
+    train: usize,
+    lr: f64,
+}
+
+/// A short run of the large-margin loss at a constant learning rate (SGD momentum 0.9, weight
+/// decay 1e-4) on the synthetic data, with `extra` flags; its metrics rows as numbers.
+fn constant_lr_run(
+    out: &std::path::Path,
+    arch: &str,
+    width: &str,
+    run: ShortRun,
+    extra: &[&str],
+) -> Vec<Vec<f64>> {
+    let config = out.with_extension("toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"lm-constant\"\nepochs = {}\nbatch_size = {}\nmomentum = 0.9\nweight_decay = 1e-4\n\
+             [loss]\nkind = \"large-margin\"\nreg_lambda = 0.3\n[lr]\nkind = \"step\"\nstart = {}\ngamma = 1.0\nevery = 1\n",
+            run.epochs, run.batch_size, run.lr
+        ),
+    )
+    .unwrap();
+    let res = lmsoftmax()
+        .args(["train", "--dataset", "synthetic", "--synthetic-train"])
+        .arg(run.train.to_string())
+        .args(["--synthetic-test", "64", "--arch", arch, "--width", width])
+        .arg("--config")
+        .arg(&config)
+        .args(["--quiet", "--save-last-checkpoint", "--out-dir"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_ok(&res);
+    std::fs::read_to_string(out.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect()
+}
+
+/// Two [`constant_lr_run`]s followed the same curve: the loss columns within `tol` (relative),
+/// the error rates within one image of `train` and of the 64 test images.
+fn assert_same_curve(what: &str, a: &[Vec<f64>], b: &[Vec<f64>], tol: f64, train: usize) {
+    assert_eq!(a.len(), b.len(), "{what}: epochs");
+    for (x, y) in a.iter().zip(b) {
+        // train_loss, train_ce, train_reg, test_loss, mean_margin, nontarget_entropy
+        for col in [2, 3, 4, 7, 10, 11] {
+            assert!(
+                (x[col] - y[col]).abs() <= tol * (1.0 + x[col].abs()),
+                "{what}: epoch {} column {col}: {} vs {}",
+                x[0],
+                x[col],
+                y[col]
+            );
+        }
+        // error rates are counts: at most one image may flip on a float-level difference
+        assert!(
+            (x[5] - y[5]).abs() <= 100.0 / train as f64 + 1e-9,
+            "{what}: {x:?} vs {y:?}"
+        );
+        assert!(
+            (x[8] - y[8]).abs() <= 100.0 / 64.0 + 1e-9,
+            "{what}: {x:?} vs {y:?}"
+        );
+    }
+}
+
 /// A resumed run `parts` ended as the uninterrupted run `whole`: the same metrics but for the
 /// timing columns, and the same test margins, bit for bit.
 fn assert_same_run(parts: &std::path::Path, whole: &std::path::Path) {

@@ -3,49 +3,18 @@
 
 use std::path::Path;
 
-use super::{assert_ok, lmsoftmax};
+use super::{ShortRun, assert_ok, assert_same_curve, constant_lr_run, lmsoftmax};
 
 /// A 3-epoch run of the BatchNorm-free small CNN (shards then see exactly what the whole batch
 /// sees), batch 48 over 200 images: a partial last batch of 8 too.
 fn run(out: &Path, extra: &[&str]) -> Vec<Vec<f64>> {
-    // the large-margin loss at a constant learning rate, so the loss falls within 3 epochs
-    let config = out.with_extension("toml");
-    std::fs::write(
-        &config,
-        "name = \"lm-constant\"\nepochs = 3\nbatch_size = 48\nmomentum = 0.9\nweight_decay = 1e-4\n\
-         [loss]\nkind = \"large-margin\"\nreg_lambda = 0.3\n[lr]\nkind = \"step\"\nstart = 0.05\ngamma = 1.0\nevery = 1\n",
-    )
-    .unwrap();
-    let res = lmsoftmax()
-        .args([
-            "train",
-            "--dataset",
-            "synthetic",
-            "--synthetic-train",
-            "200",
-        ])
-        .args([
-            "--synthetic-test",
-            "64",
-            "--arch",
-            "small_cnn_nobn",
-            "--width",
-            "0.5",
-        ])
-        .arg("--config")
-        .arg(&config)
-        .args(["--quiet", "--save-last-checkpoint", "--out-dir"])
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert_ok(&res);
-    std::fs::read_to_string(out.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
-        .collect()
+    let sizes = ShortRun {
+        epochs: 3,
+        batch_size: 48,
+        train: 200,
+        lr: 0.05,
+    };
+    constant_lr_run(out, "small_cnn_nobn", "0.5", sizes, extra)
 }
 
 #[test]
@@ -57,22 +26,7 @@ fn two_replicas_follow_the_single_device_curve() {
     // the loss moved, so the comparison means something
     assert!(one[2][2] < one[0][2] - 0.02, "{one:?}");
     eprintln!("one device: {one:?}\ntwo replicas: {two:?}");
-    for (a, b) in one.iter().zip(&two) {
-        // train_loss, train_ce, train_reg, test_loss, mean_margin, nontarget_entropy
-        for col in [2, 3, 4, 7, 10, 11] {
-            let tol = 1e-5 * (1.0 + a[col].abs());
-            assert!(
-                (a[col] - b[col]).abs() <= tol,
-                "epoch {} column {col}: {} vs {}",
-                a[0],
-                a[col],
-                b[col]
-            );
-        }
-        // error rates are counts: at most one image may flip on a float-level difference
-        assert!((a[5] - b[5]).abs() <= 100.0 / 200.0 + 1e-9);
-        assert!((a[8] - b[8]).abs() <= 100.0 / 64.0 + 1e-9);
-    }
+    assert_same_curve("two replicas", &one, &two, 1e-5, 200);
 }
 
 #[test]

@@ -7,13 +7,13 @@ mod real;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, TensorData};
 
-use crate::fused_loss::{FusedLossBackend, LossRows, SharedPlan};
+use crate::fused_loss::{FusedLossBackend, LossRows, SharedPlan, record_fused};
 
 /// Runs the kernel on a flex tensor; returns the rows and, when asked, the gradient buffer.
 fn flex_kernel(
@@ -81,18 +81,9 @@ impl Backward<Flex, 1> for FusedLossBackward {
 
 impl<C: CheckpointStrategy> FusedLossBackend for Autodiff<Flex, C> {
     fn fused_loss_rows(logits: FloatTensor<Self>, plan: SharedPlan) -> FloatTensor<Self> {
-        let prep = FusedLossBackward
-            .prepare::<C>([logits.node()])
-            .compute_bound()
-            .stateful();
-        let primitive = logits.into_primitive();
-        match prep {
-            OpsKind::Tracked(prep) => {
-                let (rows, grad) = flex_kernel(&primitive, &plan.0, true);
-                prep.finish(grad.expect("the kernel was asked for the gradient"), rows)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(flex_kernel(&primitive, &plan.0, false).0),
-        }
+        record_fused::<Flex, C, _, _>(FusedLossBackward, logits, &plan.0, |z, plan, with_grad| {
+            flex_kernel(&z, plan, with_grad)
+        })
     }
 }
 
