@@ -20,7 +20,7 @@ use super::options::TrainOptions;
 use super::parallel::DataParallel;
 use super::phases::{self, Phase};
 use super::state::{
-    Pieces, RunState, fresh, read_state, restore, restore_read, save, share_pieces,
+    Pieces, RunState, epoch_seed, fresh, read_state, restore, restore_read, save, share_pieces,
 };
 use crate::distributed::World;
 use crate::error::as_input;
@@ -38,15 +38,6 @@ pub struct RunSummary {
     pub best: (f64, f64),
     /// Whether all configured epochs are done.
     pub finished: bool,
-}
-
-/// The seed of the device's random stream (dropout) for `epoch`: a function of the run's seed and
-/// the epoch only, so a resumed run draws the same masks as an uninterrupted one.
-pub(crate) fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    let mut z = seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Refuses empty splits before any training: an empty training split has nothing to learn

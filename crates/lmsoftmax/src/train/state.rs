@@ -70,6 +70,15 @@ pub struct Pieces {
     pub state: RunState,
 }
 
+/// The seed of the device's random stream (dropout) for `epoch`: a function of the run's seed and
+/// the epoch only, so a resumed run draws the same masks as an uninterrupted one.
+pub(crate) fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    let mut z = seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A freshly initialised network (seeded with the run's seed), the optimizer, and the state of
 /// a new run.
 ///
@@ -94,7 +103,7 @@ pub fn fresh(opts: &TrainOptions, data: &Dataset, device: &Device) -> Result<Pie
         // the first forward pass), and moved, so that a seed gives the same network on flex,
         // wgpu or cuda, as a PyTorch user initialises on the CPU and moves the model.
         let cpu = Device::flex().autodiff();
-        cpu.seed(super::run::epoch_seed(opts.seed, opts.start_epoch));
+        cpu.seed(epoch_seed(opts.seed, opts.start_epoch));
         let lazy = Classifier::build(&opts.arch, c, classes, opts.width, &opts.config.loss, &cpu)?;
         // reading the record draws every lazy parameter, on the CPU
         let drawn = lazy.clone().into_record();
