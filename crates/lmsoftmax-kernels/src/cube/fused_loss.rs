@@ -41,14 +41,22 @@ const TERM_FOCAL: u32 = 1;
 const TERM_POLY: u32 = 2;
 const TERM_CONFIDENCE: u32 = 3;
 
-/// Tree reduction of `values[offset..offset + dim]` into `values[offset]`, for every unit of
-/// the cube (each calls it, each reads the result after the last barrier).
+/// Tree reduction of the four `dim`-long sums of `values` (`values[k dim..(k + 1) dim]`, k < 4)
+/// into `values[k dim]`, one barrier a level for all four; every unit of the cube calls it and
+/// may read the results after it returns.
 #[cube]
-fn reduce_sum<F: Float>(values: &mut Shared<[F]>, offset: usize, tid: usize, dim: usize) {
+fn reduce_four_sums<F: Float>(values: &mut Shared<[F]>, tid: usize, dim: usize) {
     let mut stride = dim / 2;
     while stride > 0 {
         if tid < stride {
-            values[offset + tid] = values[offset + tid] + values[offset + tid + stride];
+            let i = tid;
+            values[i] = values[i] + values[i + stride];
+            let i = dim + tid;
+            values[i] = values[i] + values[i + stride];
+            let i = 2 * dim + tid;
+            values[i] = values[i] + values[i + stride];
+            let i = 3 * dim + tid;
+            values[i] = values[i] + values[i + stride];
         }
         sync_cube();
         stride /= 2;
@@ -144,14 +152,8 @@ fn fused_loss_rows_kernel<F: Float>(
     shared[2 * dim + tid] = spread;
     shared[3 * dim + tid] = weighted_logits;
     sync_cube();
-    reduce_sum::<F>(&mut shared, 0, tid, dim);
-    reduce_sum::<F>(&mut shared, dim, tid, dim);
-    if comptime![needs_reg || term == TERM_CONFIDENCE] {
-        reduce_sum::<F>(&mut shared, 2 * dim, tid, dim);
-    }
-    if comptime![needs_smooth && weighted] {
-        reduce_sum::<F>(&mut shared, 3 * dim, tid, dim);
-    }
+    // (a sum a row does not need is all zeros)
+    reduce_four_sums::<F>(&mut shared, tid, dim);
     let total = shared[0];
     let centred = shared[dim];
     let spread = shared[2 * dim];
