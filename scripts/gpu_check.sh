@@ -10,7 +10,8 @@
 # `lmsoftmax` and the loss crate's test binary (PROFILE=test: the debug build the tests use,
 # for a dry run), strips both, and copies them with the golden
 # vectors, the CIFAR-10 subset (binary layout) and the Vulkan loader `libvulkan.so.1` into
-# BUNDLE (about 45 MB). `run`, with the bundle and an NVIDIA driver that exposes Vulkan:
+# BUNDLE (164 MB; packed as BUNDLE.tar.xz, 37 MB). `run`, with the bundle and an NVIDIA driver
+# that exposes Vulkan:
 #
 #   1. the loss's golden vectors on the GPU (the tests named `wgpu`: both implementations, the
 #      fused one being our CubeCL kernel), LMSOFTMAX_REQUIRE_GPU=1 so a missing device fails;
@@ -81,6 +82,7 @@ run() {
     if [ "${1:-}" = "--dry-run" ]; then dry=1; shift; fi
     local dir=${1:?BUNDLE}
     local out=${2:?OUT}
+    [ -e "$dir" ] || { echo "no bundle at $dir: make one with scripts/gpu_check.sh bundle" >&2; exit 2; }
     mkdir -p "$out"
     out=$(cd "$out" && pwd)
     if [ -f "$dir" ]; then
