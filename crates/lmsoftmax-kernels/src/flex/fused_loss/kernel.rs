@@ -17,7 +17,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::real::{Real, dot, dot_centred, exp_shifted, max, sum, sum_centred};
+use super::real::{Real, dot, dot_centred, exp_shifted, max};
 use crate::fused_loss::{LossRows, RowTerm};
 
 /// What the kernel returns: per-row losses (NaN for a row whose logits are not finite) and the
@@ -233,21 +233,20 @@ fn row<F: Real>(
     let m = max(lo).max(max(hi));
     let zy_shifted = zy - s.delta;
 
-    // Pass 2: e_j = exp(z_j - m) for j != y, e_y = 0: initialises every entry of `buf`.
-    let buf: &mut [F] = {
+    // Pass 2: e_j = exp(z_j - m) for j != y, e_y = 0: initialises every entry of `buf`; with
+    // S = sum_j e_j and sum_{j != y} (z_j - m), whose NaN or inf reveals a non-finite logit (the
+    // maximum skips NaN).
+    let (buf, total, centred) = {
         let (b_lo, b_rest) = buf.split_at_mut(y);
-        exp_shifted(lo, m, b_lo);
+        let (total_lo, centred_lo) = exp_shifted(lo, m, b_lo);
         b_rest[0].write(F::ZERO);
-        exp_shifted(hi, m, &mut b_rest[1..]);
+        let (total_hi, centred_hi) = exp_shifted(hi, m, &mut b_rest[1..]);
         // SAFETY: the three writes above cover the whole slice; `MaybeUninit<F>` has the
         // layout of `F`.
-        unsafe { &mut *(buf as *mut [MaybeUninit<F>] as *mut [F]) }
+        let buf = unsafe { &mut *(buf as *mut [MaybeUninit<F>] as *mut [F]) };
+        (buf, total_lo + total_hi, centred_lo + centred_hi)
     };
-    // Pass 3: S, and sum_{j != y} (z_j - m), whose NaN or inf reveals a non-finite logit
-    // (the maximum skips NaN).
-    let total = sum(buf);
-    let centred = sum_centred(z, m) - (zy - m);
-    if !(centred + total).is_finite() {
+    if !(centred + total + zy).is_finite() {
         return None;
     }
     // For the regulariser, sum_j e_j (z_j - m).

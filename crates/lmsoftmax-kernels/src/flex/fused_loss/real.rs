@@ -150,13 +150,38 @@ pub(crate) fn max<F: Real>(s: &[F]) -> F {
     m
 }
 
-/// `dst[i] = e^(src[i] - shift)`, initialising `dst` (of the same length as `src`).
+/// `dst[i] = e^(src[i] - shift)`, initialising `dst` (of the same length as `src`), in the same
+/// pass as the two sums the kernel needs next: `(sum dst[i], sum (src[i] - shift))`.
 #[inline(always)]
-pub(crate) fn exp_shifted<F: Real>(src: &[F], shift: F, dst: &mut [MaybeUninit<F>]) {
+pub(crate) fn exp_shifted<F: Real>(src: &[F], shift: F, dst: &mut [MaybeUninit<F>]) -> (F, F) {
     debug_assert_eq!(src.len(), dst.len());
-    for (d, &s) in dst.iter_mut().zip(src) {
-        d.write((s - shift).exp_fast());
+    let mut exps = [F::ZERO; LANES];
+    let mut centred = [F::ZERO; LANES];
+    let sc = src.chunks_exact(LANES);
+    let rest = sc.remainder();
+    let mut dc = dst.chunks_exact_mut(LANES);
+    for (s, d) in sc.zip(&mut dc) {
+        for i in 0..LANES {
+            let x = s[i] - shift;
+            let e = x.exp_fast();
+            d[i].write(e);
+            exps[i] = exps[i] + e;
+            centred[i] = centred[i] + x;
+        }
     }
+    let (mut total, mut spread) = (F::ZERO, F::ZERO);
+    for i in 0..LANES {
+        total = total + exps[i];
+        spread = spread + centred[i];
+    }
+    for (d, &v) in dc.into_remainder().iter_mut().zip(rest) {
+        let x = v - shift;
+        let e = x.exp_fast();
+        d.write(e);
+        total = total + e;
+        spread = spread + x;
+    }
+    (total, spread)
 }
 
 /// `sum e_i (z_i - shift)`.
@@ -177,48 +202,6 @@ pub(crate) fn dot_centred<F: Real>(e: &[F], z: &[F], shift: F) -> F {
     }
     for (&a, &b) in er.iter().zip(zr) {
         t = t + a * (b - shift);
-    }
-    t
-}
-
-/// `sum (z_i - shift)`.
-#[inline(always)]
-pub(crate) fn sum_centred<F: Real>(z: &[F], shift: F) -> F {
-    let mut acc = [F::ZERO; LANES];
-    let chunks = z.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..LANES {
-            acc[i] = acc[i] + (c[i] - shift);
-        }
-    }
-    let mut t = F::ZERO;
-    for v in acc {
-        t = t + v;
-    }
-    for &v in rest {
-        t = t + (v - shift);
-    }
-    t
-}
-
-/// Plain sum.
-#[inline(always)]
-pub(crate) fn sum<F: Real>(s: &[F]) -> F {
-    let mut acc = [F::ZERO; LANES];
-    let chunks = s.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..LANES {
-            acc[i] = acc[i] + c[i];
-        }
-    }
-    let mut t = F::ZERO;
-    for a in acc {
-        t = t + a;
-    }
-    for &v in rest {
-        t = t + v;
     }
     t
 }
@@ -275,14 +258,20 @@ mod tests {
         assert_eq!(max(&v), 11.0);
         assert_eq!(max::<f32>(&[]), f32::NEG_INFINITY);
         assert_eq!(max(&[1.0, f64::NAN, 3.0]), 3.0);
-        assert_eq!(sum(&w), w.iter().sum::<f64>());
         assert_eq!(
             dot(&v, &w),
             v.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>()
         );
         let want: f64 = w.iter().zip(&v).map(|(e, z)| e * (z - 2.0)).sum();
         assert!((dot_centred(&w, &v, 2.0) - want).abs() < 1e-9);
+        let mut e = vec![MaybeUninit::uninit(); v.len()];
+        let (total, spread) = exp_shifted(&v, 2.0, &mut e);
+        let e: Vec<f64> = e.into_iter().map(|x| unsafe { x.assume_init() }).collect();
+        for (got, &z) in e.iter().zip(&v) {
+            assert_eq!(*got, (z - 2.0).exp());
+        }
+        assert!((total - e.iter().sum::<f64>()).abs() < 1e-9);
         let want: f64 = v.iter().map(|z| z - 2.0).sum();
-        assert!((sum_centred(&v, 2.0) - want).abs() < 1e-9);
+        assert!((spread - want).abs() < 1e-9);
     }
 }
