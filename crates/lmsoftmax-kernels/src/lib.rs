@@ -8,7 +8,8 @@
 //!   loss crate fills in: on the flex CPU backend ([`flex`]) and, with the `wgpu`, `cuda` or
 //!   `rocm` feature, as a CubeCL kernel on Burn's cubecl backend (`cube`);
 //! * [`flex::conv`] — 2-D convolution as im2col and matrix products, in both directions;
-//! * [`flex::batch_norm`] — BatchNorm in as few passes over the activation as the maths allows.
+//! * [`flex::batch_norm`] — BatchNorm in as few passes over the activation as the maths allows;
+//! * [`cpu`] — the vector level and bf16 units of the CPU the kernels run on.
 //!
 //! Each is tested against the reference it replaces (Burn's own convolution and BatchNorm here,
 //! the loss's composed ops in `lmsoftmax-loss`), and each leaves other backends and dtypes to
@@ -31,6 +32,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cpu;
 #[cfg(feature = "cube")]
 pub mod cube;
 pub mod flex;

@@ -35,6 +35,11 @@ pub struct StepTimes {
     pub step_ms: f64,
     /// Forward-only evaluation throughput (eval-mode BatchNorm, no autodiff).
     pub eval_images_per_s: f64,
+    /// The CPU's vector level that the CPU kernels dispatched to (e.g. `x86-64-v3 (avx2,
+    /// fma)`): on a GPU device, the host's.
+    pub isa: String,
+    /// The CPU's bf16 units (`amx-bf16`, `avx512-bf16`, or `none`).
+    pub bf16_units: String,
 }
 
 /// Measures `arch` at `batch_size` with the given width multiplier and class count on `plain`
@@ -98,6 +103,7 @@ pub fn measure(
     let (eval_ms, _) = median_ms(warmup.min(1), reps, || {
         eval.forward(x_eval.clone()).into_data()
     });
+    let cpu = lmsoftmax_kernels::cpu::CpuFeatures::detect();
     Ok(StepTimes {
         arch: arch.to_string(),
         batch_size,
@@ -108,5 +114,7 @@ pub fn measure(
         device: format!("{plain:?}"),
         step_ms,
         eval_images_per_s: batch_size as f64 / (eval_ms / 1e3),
+        isa: cpu.vector_level().to_owned(),
+        bf16_units: cpu.bf16_units(),
     })
 }

@@ -118,7 +118,7 @@ pub fn train_step(a: &BenchTrainStepArgs) -> Result<()> {
         a.reps,
     )?;
     println!(
-        "{} (width {}), batch {}, input {:?}, {} classes, {:?} loss, {} threads, {}: train step {:.1} ms, eval {:.1} images/s",
+        "{} (width {}), batch {}, input {:?}, {} classes, {:?} loss, {} threads, {} (CPU {}; bf16 units: {}): train step {:.1} ms, eval {:.1} images/s",
         t.arch,
         a.width,
         t.batch_size,
@@ -127,6 +127,8 @@ pub fn train_step(a: &BenchTrainStepArgs) -> Result<()> {
         t.loss,
         t.threads,
         t.device,
+        t.isa,
+        t.bf16_units,
         t.step_ms,
         t.eval_images_per_s
     );
