@@ -76,7 +76,7 @@ def torch_python(shared: Path) -> str:
 
 
 def ours(args, workers):
-    exe = ROOT / "target" / "release" / "lmsoftmax"
+    exe = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "lmsoftmax"
     out = subprocess.run([str(exe), "bench", "data", *args, "--batch-size", "128", "--workers", str(workers),
                           "--epochs", "2", "--json"], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -136,7 +136,7 @@ for (n, c) in ref_loss.SHAPES:
 
 
 def run_ours(threads: int, reps: int):
-    exe = ROOT / "target" / "release" / "lmsoftmax"
+    exe = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "lmsoftmax"
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     out = subprocess.run([str(exe), "bench", "loss", "--all", "--json", "--reps", str(reps),
                           "--embed-dim", str(EMBED_DIM)],

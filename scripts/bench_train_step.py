@@ -11,12 +11,19 @@ Usage: scripts/bench_train_step.py [--arch layer13] [--batch-size B] [--threads 
                                    [--losses large-margin,softmax] [--reps 5] [--warmup 2]
                                    [--device cpu|cuda] [--ours-device cpu|wgpu|cuda:0]
                                    [--binary PATH] [--python PATH]
+                                   [--torch-layout nchw|channels_last] [--torch-precision fp32|bf16]
 Prints a Markdown table; absolute times on shared 2-core machines drift, compare the ratios.
 
 On a GPU: `--device cuda` times PyTorch on CUDA (each step ends with `loss.item()`, eval with
 `torch.cuda.synchronize()`), `--ours-device wgpu` our binary on the wgpu device (each step ends
 with a device sync); `--binary` takes a prebuilt `lmsoftmax` (built with `--features wgpu`)
 instead of building one, `--python` a Python with torch instead of the CPU reference venv.
+
+What a PyTorch user runs beside the default fp32 NCHW step (issue 17's comparison):
+`--torch-layout channels_last` puts the model and the batch in `torch.channels_last`;
+`--torch-precision bf16` runs the forward under `torch.autocast(device, dtype=torch.bfloat16)`
+(oneDNN's bf16 kernels, AMX where the CPU has it) with the loss in fp32 and the backward outside
+autocast, as autocast's documentation has it. The table's header names the PyTorch variant.
 """
 import argparse
 import json
@@ -34,6 +41,7 @@ import ref_layer13 as ref
 from ref_loss import LargeMarginInSoftmaxLoss
 threads, reps, warmup, loss = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 arch, batch, device = sys.argv[6], int(sys.argv[7]), sys.argv[8]
+layout, precision = sys.argv[9], sys.argv[10]
 torch.set_num_threads(threads)
 ref.REPS, ref.WARMUP = reps, warmup
 torch.manual_seed(0)
@@ -56,6 +64,15 @@ if device == "cuda":
         torch.cuda.synchronize()
         return out
     m.forward = synced  # bench_eval's timing then covers the GPU work
+if layout == "channels_last":
+    m, x = m.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+if precision == "bf16":
+    plain_forward = m.forward
+    def autocast_forward(*args, **kwargs):
+        with torch.autocast(device, dtype=torch.bfloat16):
+            out = plain_forward(*args, **kwargs)
+        return out.float()  # the loss in fp32, the backward outside autocast
+    m.forward = autocast_forward
 step_ms = ref.bench_train(m, crit, x, y)[0]
 eval_ms = ref.bench_eval(m, x)
 name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
@@ -76,6 +93,10 @@ def main():
     ap.add_argument("--ours-device", default="cpu", help="our binary's --device (wgpu, cuda:0, ...)")
     ap.add_argument("--binary", help="a prebuilt lmsoftmax (default: cargo build --release)")
     ap.add_argument("--python", help="a Python with torch and torchvision (default: the CPU reference venv)")
+    ap.add_argument("--torch-layout", default="nchw", choices=["nchw", "channels_last"],
+                    help="PyTorch's memory format for the model and the batch")
+    ap.add_argument("--torch-precision", default="fp32", choices=["fp32", "bf16"],
+                    help="bf16: PyTorch's forward under torch.autocast(dtype=torch.bfloat16)")
     a = ap.parse_args()
     archs = a.arch.split(",")
     torchvision_archs = {"vgg16", "vgg16_bn", "resnet50", "resnext50_32x4d", "densenet169"}
@@ -86,10 +107,10 @@ def main():
     binary = a.binary
     if binary is None:
         subprocess.run(["cargo", "build", "--release", "-p", "lmsoftmax"], check=True, cwd=ROOT)
-        binary = str(ROOT / "target/release/lmsoftmax")
+        binary = str(Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "lmsoftmax")
     python = a.python or subprocess.run(["bash", str(shared / "bench" / "setup-torch.sh")], check=True,
                                         capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    print(f"ours on {a.ours_device}, PyTorch on {a.device}")
+    print(f"ours on {a.ours_device}, PyTorch on {a.device} ({a.torch_precision}, {a.torch_layout})")
     print("| network | batch | threads | loss | ours step ms | PyTorch step ms | ours / PyTorch (step) "
           "| ours eval img/s | PyTorch eval img/s | ours / PyTorch (eval img/s) |")
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
@@ -104,7 +125,8 @@ def main():
                                      check=True, capture_output=True, text=True, env=env)
                 o = json.loads(out.stdout.strip().splitlines()[-1])
                 out = subprocess.run([python, "-c", TORCH_SIDE, str(shared / "bench"), str(threads), str(a.reps),
-                                      str(a.warmup), loss, arch, str(batch), a.device], check=True, capture_output=True,
+                                      str(a.warmup), loss, arch, str(batch), a.device, a.torch_layout,
+                                      a.torch_precision], check=True, capture_output=True,
                                      text=True)
                 t = json.loads(out.stdout.strip().splitlines()[-1])
                 print(f"| {arch} | {batch} | {threads} | {loss} | {o['step_ms']:.0f} | {t['step_ms']:.0f} "
