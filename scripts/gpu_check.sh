@@ -33,12 +33,12 @@ bundle() {
     set -e
     mkdir -p "$dir/bin" "$dir/lib" "$dir/golden" "$dir/golden-family" "$dir/data"
     # One build for both binaries (one copy of burn): the CLI tests' build makes the lmsoftmax
-    # binary, the loss tests' the golden-vector tests. PROFILE=test reuses the debug test build.
+    # binary, the loss tests' the golden-vector tests. The README's test command's selection and
+    # features, so PROFILE=test reuses its debug build.
     local profile=${PROFILE:-release}
-    echo "== cargo test --profile $profile --no-run, the crates with GPU tests, --features wgpu"
+    echo "== cargo test --profile $profile --no-run --workspace --features lmsoftmax/wgpu"
     local artifacts
-    artifacts=$(cargo test --profile "$profile" -p lmsoftmax-kernels -p lmsoftmax-loss -p lmsoftmax \
-        --features lmsoftmax-kernels/wgpu,lmsoftmax-loss/wgpu,lmsoftmax/wgpu --no-run \
+    artifacts=$(cargo test --profile "$profile" --workspace --features lmsoftmax/wgpu --no-run \
         --message-format json | python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)

@@ -35,10 +35,31 @@ fn mpi_binary(test: &str) -> Option<PathBuf> {
     let built = BUILT.get_or_init(|| {
         let default = PathBuf::from(env!("CARGO_BIN_EXE_lmsoftmax"));
         let dir = default.parent().expect("the binary's folder").to_path_buf();
+        // Burn is compiled with the features of the whole workspace's test build (dev-dependencies
+        // included); a build of this package alone resolves fewer and compiles a second copy of
+        // burn (~9 min on 2 cores). `--workspace --examples` resolves the same set (`--examples`
+        // turns dev-dependencies on, and there are no examples to build), and `--bin` builds and
+        // copies out only `lmsoftmax-mpi`: the `lmsoftmax` binary the other tests run is left as it is.
+        let mut features = vec!["lmsoftmax/mpi"];
+        for (on, feature) in [
+            (cfg!(feature = "wgpu"), "lmsoftmax/wgpu"),
+            (cfg!(feature = "cuda"), "lmsoftmax/cuda"),
+            (cfg!(feature = "rocm"), "lmsoftmax/rocm"),
+        ] {
+            if on {
+                features.push(feature);
+            }
+        }
         let mut cargo = Command::new(env!("CARGO"));
         cargo
-            .args(["build", "-p", "lmsoftmax", "--features", "mpi"])
-            .args(["--bin", "lmsoftmax-mpi"])
+            .args([
+                "build",
+                "--workspace",
+                "--examples",
+                "--bin",
+                "lmsoftmax-mpi",
+            ])
+            .args(["--features", &features.join(",")])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         if dir.ends_with("release") {
             cargo.arg("--release");
