@@ -173,8 +173,14 @@ fn official_flags_evaluate_start_epoch_and_checkpoint_files() {
 #[test]
 fn device_and_resume_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
+    // `--gpu N` is GPU N of the backend built in; a binary without one says so
+    let gpu_case: (&[&str], &str) = if cfg!(feature = "wgpu") {
+        (&["--gpu", "7"], "--device wgpu:7: no working wgpu device")
+    } else {
+        (&["--gpu", "0"], "CPU backend only")
+    };
     let cases: [(&[&str], &str); 5] = [
-        (&["--gpu", "0"], "CPU backend only"),
+        gpu_case,
         (&["--device", "cuda:1"], "--features cuda"),
         (&["--device", "tpu"], "unknown device"),
         (&["--resume", "/nonexistent/ckpt"], "no checkpoint found"),
