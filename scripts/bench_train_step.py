@@ -11,7 +11,8 @@ Usage: scripts/bench_train_step.py [--arch layer13] [--batch-size B] [--threads 
                                    [--losses large-margin,softmax] [--reps 5] [--warmup 2]
                                    [--device cpu|cuda] [--ours-device cpu|wgpu|cuda:0]
                                    [--binary PATH] [--python PATH]
-                                   [--torch-layout nchw|channels_last] [--torch-precision fp32|bf16]
+                                   [--torch-layout nchw|channels_last] [--precision fp32|bf16]
+                                   [--torch-precision fp32|bf16]
 Prints a Markdown table; absolute times on shared 2-core machines drift, compare the ratios.
 
 On a GPU: `--device cuda` times PyTorch on CUDA (each step ends with `loss.item()`, eval with
@@ -23,7 +24,9 @@ What a PyTorch user runs beside the default fp32 NCHW step (issue 17's compariso
 `--torch-layout channels_last` puts the model and the batch in `torch.channels_last`;
 `--torch-precision bf16` runs the forward under `torch.autocast(device, dtype=torch.bfloat16)`
 (oneDNN's bf16 kernels, AMX where the CPU has it) with the loss in fp32 and the backward outside
-autocast, as autocast's documentation has it. The table's header names the PyTorch variant.
+autocast, as autocast's documentation has it. `--precision bf16` runs both sides in bf16 (ours:
+`bench train-step --precision bf16`, whose bf16 products the header names); `--torch-precision`
+sets PyTorch's alone. The table's header names both variants.
 """
 import argparse
 import json
@@ -95,9 +98,13 @@ def main():
     ap.add_argument("--python", help="a Python with torch and torchvision (default: the CPU reference venv)")
     ap.add_argument("--torch-layout", default="nchw", choices=["nchw", "channels_last"],
                     help="PyTorch's memory format for the model and the batch")
-    ap.add_argument("--torch-precision", default="fp32", choices=["fp32", "bf16"],
-                    help="bf16: PyTorch's forward under torch.autocast(dtype=torch.bfloat16)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="both sides: ours with --precision, PyTorch under autocast")
+    ap.add_argument("--torch-precision", choices=["fp32", "bf16"],
+                    help="PyTorch's alone (default: --precision); bf16: the forward under "
+                         "torch.autocast(dtype=torch.bfloat16)")
     a = ap.parse_args()
+    a.torch_precision = a.torch_precision or a.precision
     archs = a.arch.split(",")
     torchvision_archs = {"vgg16", "vgg16_bn", "resnet50", "resnext50_32x4d", "densenet169"}
     for arch in archs:
@@ -110,7 +117,8 @@ def main():
         binary = str(Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "lmsoftmax")
     python = a.python or subprocess.run(["bash", str(shared / "bench" / "setup-torch.sh")], check=True,
                                         capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    print(f"ours on {a.ours_device}, PyTorch on {a.device} ({a.torch_precision}, {a.torch_layout})")
+    print(f"ours on {a.ours_device} ({a.precision}), PyTorch on {a.device} ({a.torch_precision}, {a.torch_layout})")
+    ours_cpu = None
     print("| network | batch | threads | loss | ours step ms | PyTorch step ms | ours / PyTorch (step) "
           "| ours eval img/s | PyTorch eval img/s | ours / PyTorch (eval img/s) |")
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
@@ -121,9 +129,12 @@ def main():
                 env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
                 out = subprocess.run([binary, "bench", "train-step", "--arch", arch,
                                       "--batch-size", str(batch), "--loss", loss, "--reps", str(a.reps),
-                                      "--warmup", str(a.warmup), "--device", a.ours_device, "--json"],
+                                      "--warmup", str(a.warmup), "--device", a.ours_device,
+                                      "--precision", a.precision, "--json"],
                                      check=True, capture_output=True, text=True, env=env)
                 o = json.loads(out.stdout.strip().splitlines()[-1])
+                ours_cpu = (f"ours: CPU {o['isa']}, bf16 units {o['bf16_units']}"
+                            + (f"; bf16 products: {o['bf16_kernel']}" if o.get("bf16_kernel") else ""))
                 out = subprocess.run([python, "-c", TORCH_SIDE, str(shared / "bench"), str(threads), str(a.reps),
                                       str(a.warmup), loss, arch, str(batch), a.device, a.torch_layout,
                                       a.torch_precision], check=True, capture_output=True,
@@ -133,6 +144,8 @@ def main():
                       f"| {o['step_ms'] / t['step_ms']:.2f} | {o['eval_images_per_s']:.1f} "
                       f"| {t['eval_images_per_s']:.1f} | {o['eval_images_per_s'] / t['eval_images_per_s']:.2f} |",
                       flush=True)
+    if ours_cpu:
+        print(f"\n{ours_cpu}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 #
 #   scripts/cifar_subset_runs.sh [DATA_DIR] [OUT_DIR]
 #   WIDTH=0.25 EPOCHS=12 SEEDS="0 1 2" scripts/cifar_subset_runs.sh
+#   PRECISIONS="fp32 bf16" scripts/cifar_subset_runs.sh   # both precisions, bf16 runs in *-bf16
 #
 # The report table goes to OUT_DIR/report.md and the figures to OUT_DIR/figures/.
 set -euo pipefail

@@ -9,6 +9,8 @@
 //!   `rocm` feature, as a CubeCL kernel on Burn's cubecl backend (`cube`);
 //! * [`flex::conv`] — 2-D convolution as im2col and matrix products, in both directions;
 //! * [`flex::batch_norm`] — BatchNorm in as few passes over the activation as the maths allows;
+//! * [`autocast`] — bf16 mixed precision as `torch.autocast` runs it (bf16 operands of the
+//!   convolutions and linear layers, f32 sums and master weights), per thread;
 //! * [`cpu`] — the vector level and bf16 units of the CPU the kernels run on.
 //!
 //! Each is tested against the reference it replaces (Burn's own convolution and BatchNorm here,
@@ -32,6 +34,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod autocast;
 pub mod cpu;
 #[cfg(feature = "cube")]
 pub mod cube;

@@ -22,6 +22,7 @@ use crate::common::{
     linear_default, scale_channels,
 };
 use crate::error::{ModelError, validate_args};
+use lmsoftmax_kernels::autocast::linear;
 
 /// Configuration of [`DenseNet`].
 #[derive(Config, Debug)]
@@ -201,7 +202,7 @@ impl DenseNet {
         let classifier = self.classifier.as_ref().expect(
             "the network has no classifier (its features go to a margin head: use `features`)",
         );
-        classifier.forward(self.features(x))
+        linear(classifier, self.features(x))
     }
 
     /// The pooled features `[n, 1664 * width]` the classifier (or a margin head) takes.

@@ -20,6 +20,7 @@ use crate::common::{
     linear_zero_bias, normal, scale_channels,
 };
 use crate::error::ModelError;
+use lmsoftmax_kernels::autocast::linear;
 
 /// Output channels of the nine convolutions at width 1.
 pub const LAYER13_CHANNELS: [usize; 9] = [128, 128, 128, 256, 256, 256, 512, 256, 128];
@@ -111,7 +112,7 @@ impl Layer13 {
         let classifier = self.classifier.as_ref().expect(
             "the network has no classifier (its features go to a margin head: use `features`)",
         );
-        classifier.forward(self.features(x))
+        linear(classifier, self.features(x))
     }
 
     /// The pooled features `[n, 128 * width]` the classifier (or a margin head) takes.

@@ -24,6 +24,7 @@ use crate::common::{
     linear_default, scale_channels,
 };
 use crate::error::{ModelError, validate_args};
+use lmsoftmax_kernels::autocast::linear;
 
 /// Bottleneck expansion factor.
 pub const EXPANSION: usize = 4;
@@ -204,7 +205,7 @@ impl ResNet {
         let fc = self.fc.as_ref().expect(
             "the network has no classifier (its features go to a margin head: use `features`)",
         );
-        fc.forward(self.features(x))
+        linear(fc, self.features(x))
     }
 
     /// The pooled features `[n, 2048 * width]` the classifier (or a margin head) takes.

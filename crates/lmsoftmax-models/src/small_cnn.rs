@@ -16,6 +16,7 @@ use crate::common::{
     linear_default, scale_channels,
 };
 use crate::error::ModelError;
+use lmsoftmax_kernels::autocast::linear;
 
 /// Output channels of the three convolutions at width 1.
 pub const SMALL_CNN_CHANNELS: [usize; 3] = [32, 64, 128];
@@ -92,7 +93,7 @@ impl SmallCnn {
         let classifier = self.classifier.as_ref().expect(
             "the network has no classifier (its features go to a margin head: use `features`)",
         );
-        classifier.forward(self.features(x))
+        linear(classifier, self.features(x))
     }
 
     /// The pooled features `[n, 64 * width]` the classifier (or a margin head) takes.

@@ -464,3 +464,39 @@ fn vgg_bow_bn_trains_with_batchnorm1d() {
     );
     assert_eq!(net.valid().forward(x.inner()).dims(), [3, 10]);
 }
+
+/// Under a bf16 autocast scope every network's logits are bf16 values (its last layer rounds its
+/// output) and stay close to the fp32 ones; the weights are untouched f32.
+#[test]
+fn every_family_runs_under_bf16_autocast_close_to_fp32() {
+    use lmsoftmax_kernels::autocast::{Precision, autocast};
+    let device = Device::flex();
+    for (arch, width, size) in [
+        ("layer13", 0.125, 32),
+        ("small_cnn", 0.5, 32),
+        ("resnet50", 0.0625, 64),
+        ("densenet169", 0.0625, 64),
+        ("vgg16bow_bn", 0.0625, 64),
+    ] {
+        device.seed(7);
+        let net = build(arch, 3, 10, width, &device).unwrap();
+        let x = Tensor::<4>::random([2, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
+        let fp32 = values(net.forward(x.clone()));
+        let bf16 = {
+            let _bf16 = autocast(Precision::Bf16);
+            values(net.forward(x))
+        };
+        assert!(
+            bf16.iter().all(|v| v.to_bits() & 0xffff == 0),
+            "{arch}: {bf16:?}"
+        );
+        let scale = fp32.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let worst = fp32
+            .iter()
+            .zip(&bf16)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 0.05 * scale, "{arch}: {fp32:?} vs {bf16:?}");
+        assert!(worst > 0.0, "{arch}: bf16 changed nothing");
+    }
+}

@@ -26,6 +26,7 @@ use crate::common::{
     linear_zero_bias, normal, scale_channels,
 };
 use crate::error::{ModelError, validate_args};
+use lmsoftmax_kernels::autocast::linear;
 
 /// Classifier head of a VGG network.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -245,7 +246,7 @@ impl Vgg {
         let last = self.last.as_ref().expect(
             "the network has no classifier (its features go to a margin head: use `features`)",
         );
-        last.forward(self.penultimate(x))
+        linear(last, self.penultimate(x))
     }
 
     /// The output of the last hidden layer `[n, 4096 * width]` (after its ReLU and dropout),
@@ -262,7 +263,7 @@ impl Vgg {
         let [n, c, h, w] = x.dims();
         let mut x: Tensor<2> = x.reshape([n, c * h * w]);
         for layer in &self.hidden {
-            x = layer.linear.forward(x);
+            x = linear(&layer.linear, x);
             if let Some(bn) = &layer.bn {
                 x = batch_norm_forward(bn, x);
             }

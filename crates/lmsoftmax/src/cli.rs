@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use lmsoftmax_kernels::autocast::Precision;
 use lmsoftmax_loss::LossKind;
 
 use crate::bench::loss::LossPath;
@@ -187,6 +188,10 @@ pub struct TrainArgs {
     /// writes an epoch's files: keep it well above that.
     #[arg(long, default_value_t = 1800.0, value_name = "SECONDS")]
     pub collective_timeout: f64,
+    /// Precision of the convolutions and linear layers: fp32, or bf16 as torch.autocast
+    /// (bf16 operands, f32 sums; weights, optimizer, BatchNorm and loss in f32). CPU only.
+    #[arg(long, default_value_t = Precision::Fp32, value_name = "fp32|bf16")]
+    pub precision: Precision,
     /// Logs only, no progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -213,6 +218,10 @@ pub struct EvalArgs {
     /// Data worker threads.
     #[arg(short = 'j', long, default_value_t = 2)]
     pub workers: usize,
+    /// Precision of the convolutions and linear layers: fp32, or bf16 as torch.autocast
+    /// (bf16 operands, f32 sums; weights, optimizer, BatchNorm and loss in f32). CPU only.
+    #[arg(long, default_value_t = Precision::Fp32, value_name = "fp32|bf16")]
+    pub precision: Precision,
     /// End with one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -288,6 +297,10 @@ pub struct BenchTrainStepArgs {
     /// Device: cpu, or a GPU backend built in (wgpu, cuda:0, ...).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Precision of the convolutions and linear layers: fp32, or bf16 as torch.autocast
+    /// (bf16 operands, f32 sums; weights, optimizer, BatchNorm and loss in f32). CPU only.
+    #[arg(long, default_value_t = Precision::Fp32, value_name = "fp32|bf16")]
+    pub precision: Precision,
     /// End with one JSON object (`step_ms`, `eval_images_per_s`, ...).
     #[arg(long)]
     pub json: bool,

@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use lmsoftmax_kernels::autocast::Precision;
 
 use crate::cli::{DataArgs, TrainArgs};
 use crate::device::{
@@ -257,6 +259,28 @@ pub fn check_output_name(flag: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses `--precision bf16` on a device it does not run on in this version: bf16 autocast
+/// runs on the CPU (flex); wgpu has no bf16 type (WGSL), and on CUDA and ROCm it is untested.
+///
+/// # Errors
+/// bf16 with a device other than the CPU, named.
+pub fn check_precision(precision: Precision, devices: &[Device]) -> Result<()> {
+    if precision == Precision::Fp32 {
+        return Ok(());
+    }
+    if let Some(device) = devices
+        .iter()
+        .find(|d| !lmsoftmax_kernels::flex::runs_on(d))
+    {
+        bail!(
+            "--precision {precision} runs on the CPU (--device cpu) in this version, not on \
+             {device:?}: wgpu has no bf16 type (WGSL), and the CUDA and ROCm paths are not \
+             tested yet; use --precision fp32 there"
+        );
+    }
+    Ok(())
+}
+
 /// Resolves `lmsoftmax train`'s flags into a run.
 ///
 /// # Errors
@@ -306,6 +330,7 @@ pub fn resolve_train_in(a: &TrainArgs, world: &crate::distributed::World) -> Res
     if !(a.width > 0.0 && a.width.is_finite()) {
         bail!("--width must be a positive number, got {}", a.width);
     }
+    check_precision(a.precision, &devices)?;
     let figure = figure_name(&a.pdf_filename);
     check_output_name("--pdf-filename", &figure)?;
     let (out_dir, resume_from) = resolve_resume(a)?;
@@ -324,6 +349,7 @@ pub fn resolve_train_in(a: &TrainArgs, world: &crate::distributed::World) -> Res
     o.keep_epoch_checkpoints = !a.save_last_checkpoint;
     o.curves_file = Some(figure);
     o.resume_from = resume_from;
+    o.precision = a.precision;
     Ok(TrainPlan {
         data,
         options: o,

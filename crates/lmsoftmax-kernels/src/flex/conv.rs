@@ -20,7 +20,8 @@
 //!
 //! [`forward`] is what the networks of `lmsoftmax-models` call in place of [`Conv2d::forward`]:
 //! the same result, the same parameters and records; other backends, asymmetric padding and
-//! non-`f32` tensors take Burn's path unchanged.
+//! non-`f32` tensors take Burn's path unchanged. Inside a bf16 [`autocast`] scope the
+//! operands and the output are rounded to bf16 around the same kernels.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -34,6 +35,8 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
+
+use crate::autocast::{self, Precision};
 
 /// Applies `conv` to `x` (`[n, c_in, h, w]`), exactly as [`Conv2d::forward`] does, through
 /// [`forward_f32`] and [`weight_grad`] where they apply (flex backend, `f32`, symmetric
@@ -50,31 +53,102 @@ use rayon::prelude::*;
 /// y.to_data().assert_approx_eq::<f32>(&conv.forward(x).to_data(), Default::default());
 /// ```
 pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if autocast::current() == Precision::Bf16 && x.dtype() == DType::F32 {
+        return forward_bf16(conv, x);
+    }
     if x.dtype() != DType::F32 || !super::runs_on(&x.device()) {
         return conv.forward(x);
     }
-    // Symmetric explicit padding only ("same" can be asymmetric); the rest takes Burn's path.
-    let (top, left) = match conv.padding {
-        PaddingConfig2d::Valid => (0, 0),
+    match symmetric_padding(conv) {
+        Some(padding) => im2col_conv(
+            conv,
+            x,
+            conv.weight.val(),
+            conv.bias.as_ref().map(|b| b.val()),
+            padding,
+        ),
+        None => conv.forward(x),
+    }
+}
+
+/// `[top, left]` of a symmetric explicit padding (or none); `None` for the rest ("same" can be
+/// asymmetric), which takes Burn's path.
+fn symmetric_padding(conv: &Conv2d) -> Option<[usize; 2]> {
+    match conv.padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
         PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
-            (top, left)
+            Some([top, left])
         }
-        _ => return conv.forward(x),
-    };
+        _ => None,
+    }
+}
+
+/// `conv`'s geometry applied to `x` with `weight` and `bias` through the im2col operation.
+fn im2col_conv(
+    conv: &Conv2d,
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    [top, left]: [usize; 2],
+) -> Tensor<4> {
     let options = ConvOptions::new(conv.stride, [top, left], conv.dilation, conv.groups);
     let out = <Dispatch as FastConvBackend>::conv2d_im2col(
         x.into_dispatch(),
-        conv.weight.val().into_dispatch(),
+        weight.into_dispatch(),
         options,
     );
     let out = Tensor::<4>::from_dispatch(out);
-    match &conv.bias {
+    match bias {
         Some(bias) => {
             let c = bias.dims()[0];
-            out + bias.val().reshape([1, c, 1, 1])
+            out + bias.reshape([1, c, 1, 1])
         }
         None => out,
     }
+}
+
+/// `[(top, bottom), (left, right)]` of `conv`'s padding on an `[h, w]` input, as
+/// [`Conv2d::forward`] resolves it ("same": the output size `ceil(in / stride)`, the extra row or
+/// column at the end).
+fn padding_pairs(conv: &Conv2d, input: [usize; 2]) -> [(usize, usize); 2] {
+    match conv.padding {
+        PaddingConfig2d::Valid => [(0, 0); 2],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+        PaddingConfig2d::Same => std::array::from_fn(|axis| {
+            let (k, stride, size) = (conv.kernel_size[axis], conv.stride[axis], input[axis]);
+            let out = size.div_ceil(stride);
+            let total = if out > 0 {
+                ((out - 1) * stride + k).saturating_sub(size)
+            } else {
+                0
+            };
+            (total / 2, total - total / 2)
+        }),
+    }
+}
+
+/// [`forward`] inside a bf16 [`autocast`] scope, as PyTorch's autocast `conv2d`: input, weight
+/// and bias rounded to bf16, the products summed in f32 (the im2col kernels on flex, Burn's
+/// convolution elsewhere), the output rounded to bf16; the rounding casts round the gradients
+/// flowing back through them too.
+fn forward_bf16(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let x = autocast::round_to_bf16(x);
+    let weight = autocast::round_to_bf16(conv.weight.val());
+    let bias = conv.bias.as_ref().map(|b| autocast::round_to_bf16(b.val()));
+    let out = match symmetric_padding(conv) {
+        Some(padding) if super::runs_on(&x.device()) => im2col_conv(conv, x, weight, bias, padding),
+        _ => {
+            let [_, _, h, w] = x.dims();
+            let options = ConvOptions::new_with_padding(
+                conv.stride,
+                padding_pairs(conv, [h, w]),
+                conv.dilation,
+                conv.groups,
+            );
+            burn::tensor::module::conv2d(x, weight, bias, options)
+        }
+    };
+    autocast::round_to_bf16(out)
 }
 
 /// The convolution (no bias) as a backend operation with its own backward.
@@ -809,5 +883,104 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Each value is within one bf16 step of the reference's, and is a bf16 value itself.
+    fn assert_bf16_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert_eq!(
+                g.to_bits() & 0xffff,
+                0,
+                "{what}[{i}] = {g} is not a bf16 value"
+            );
+            // the f32 sums of two implementations differ in their last bits, which can move
+            // the bf16 rounding by one step of the value (or of the largest, for values that
+            // nearly cancel)
+            let step = (w.abs().max(scale * 1e-3)) / 128.0;
+            assert!((g - w).abs() <= step, "{what}[{i}]: got {g}, want {w}");
+        }
+    }
+
+    #[test]
+    fn under_bf16_autocast_operands_outputs_and_gradients_are_rounded() {
+        use crate::autocast::{Precision, autocast, round_to_bf16};
+        let device = Device::flex().autodiff();
+        for (groups, stride, padding) in [(1, 1, 1), (2, 2, 0)] {
+            let conv = Conv2dConfig::new([4, 6], [3, 3])
+                .with_groups(groups)
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(
+                    padding, padding, padding, padding,
+                ))
+                .init(&device);
+            let x = Tensor::<4>::random([2, 4, 9, 9], Distribution::Normal(0.0, 1.0), &device);
+            let probe = forward(&conv, x.clone());
+            let r = Tensor::<4>::random(probe.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let (y, dw, db, dx) = {
+                let _bf16 = autocast(Precision::Bf16);
+                grads_of(&conv, &x, &r, forward)
+            };
+            // The reference: Burn's own convolution (not the im2col kernels) on leaves holding
+            // the rounded operands, the rounded upstream gradient, and each result rounded.
+            let data = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+            let round = |t: Tensor<4>| data(round_to_bf16(t.inner()));
+            let leaf = |t: Tensor<4>| round_to_bf16(t.inner()).autodiff().require_grad();
+            let (xr, wr) = (leaf(x.clone()), leaf(conv.weight.val()));
+            let br = conv
+                .bias
+                .as_ref()
+                .map(|b| round_to_bf16(b.val().inner()).autodiff().require_grad());
+            let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], groups);
+            let yr = burn::tensor::module::conv2d(xr.clone(), wr.clone(), br.clone(), options);
+            let rr = round_to_bf16(r.inner()).autodiff();
+            let grads = (yr.clone() * rr).sum().backward();
+            let what = |name: &str| format!("groups {groups}, stride {stride}: {name}");
+            assert_bf16_close(&y, &round(yr.clone()), &what("output"));
+            assert_bf16_close(
+                &dx,
+                &data(round_to_bf16(xr.grad(&grads).unwrap())),
+                &what("dx"),
+            );
+            assert_bf16_close(
+                &dw,
+                &data(round_to_bf16(wr.grad(&grads).unwrap())),
+                &what("dw"),
+            );
+            let dbr = br.unwrap().grad(&grads).unwrap();
+            let dbr = round_to_bf16(dbr).into_data().try_to_vec::<f32>().unwrap();
+            assert_bf16_close(&db.unwrap(), &dbr, &what("db"));
+            // and bf16 is not fp32: the plain forward differs
+            let plain = data(forward(&conv, x.clone()).inner());
+            assert!(
+                plain.iter().zip(&y).any(|(p, b)| p != b),
+                "{}",
+                what("no rounding")
+            );
+        }
+    }
+
+    /// "same" padding with an even kernel is asymmetric: under bf16 it takes Burn's convolution,
+    /// with the padding Burn's own `Conv2d::forward` resolves.
+    #[test]
+    fn under_bf16_an_asymmetric_padding_pads_as_burn_does() {
+        use crate::autocast::{Precision, autocast, round_to_bf16};
+        let device = Device::flex();
+        let conv = Conv2dConfig::new([3, 5], [2, 2])
+            .with_padding(PaddingConfig2d::Same)
+            .init(&device);
+        let x = Tensor::<4>::random([2, 3, 7, 7], Distribution::Normal(0.0, 1.0), &device);
+        let got = {
+            let _bf16 = autocast(Precision::Bf16);
+            forward(&conv, x.clone())
+        };
+        let mut rounded = conv.clone();
+        rounded.weight = rounded.weight.map(round_to_bf16);
+        rounded.bias = rounded.bias.map(|b| b.map(round_to_bf16));
+        let want = round_to_bf16(rounded.forward(round_to_bf16(x)));
+        assert_eq!(got.dims(), [2, 5, 7, 7]);
+        let data = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+        assert_bf16_close(&data(got), &data(want), "same padding");
     }
 }

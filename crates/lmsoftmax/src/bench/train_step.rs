@@ -9,6 +9,7 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use lmsoftmax_kernels::autocast::{self, Precision};
 use lmsoftmax_loss::{LossConfig, LossKind};
 use serde::Serialize;
 
@@ -40,10 +41,17 @@ pub struct StepTimes {
     pub isa: String,
     /// The CPU's bf16 units (`amx-bf16`, `avx512-bf16`, or `none`).
     pub bf16_units: String,
+    /// The precision of the step's convolutions and linear layers (the
+    /// [`lmsoftmax_kernels::autocast`] scope `measure` ran in): `fp32` or `bf16`.
+    pub precision: Precision,
+    /// What ran the bf16 products ([`lmsoftmax_kernels::autocast::bf16_kernel`]); `None` in
+    /// fp32.
+    pub bf16_kernel: Option<String>,
 }
 
 /// Measures `arch` at `batch_size` with the given width multiplier and class count on `plain`
-/// (a device without autodiff; the step runs on its autodiff version).
+/// (a device without autodiff; the step runs on its autodiff version), at the precision of this
+/// thread's [`lmsoftmax_kernels::autocast`] scope.
 ///
 /// # Errors
 /// An unknown architecture or an input it cannot take; a device that fails.
@@ -116,5 +124,7 @@ pub fn measure(
         eval_images_per_s: batch_size as f64 / (eval_ms / 1e3),
         isa: cpu.vector_level().to_owned(),
         bf16_units: cpu.bf16_units(),
+        precision: autocast::current(),
+        bf16_kernel: (autocast::current() == Precision::Bf16).then(|| autocast::bf16_kernel(&cpu)),
     })
 }

@@ -107,6 +107,9 @@ pub fn train_step(a: &BenchTrainStepArgs) -> Result<()> {
         return Err(input("--batch-size and --reps must be >= 1"));
     }
     let device = crate::device::parse_device(&a.device)?;
+    crate::plan::check_precision(a.precision, std::slice::from_ref(&device))
+        .map_err(crate::error::as_input)?;
+    let _autocast = lmsoftmax_kernels::autocast::autocast(a.precision);
     let t = crate::bench::train_step::measure(
         &device,
         &a.arch,
@@ -118,13 +121,14 @@ pub fn train_step(a: &BenchTrainStepArgs) -> Result<()> {
         a.reps,
     )?;
     println!(
-        "{} (width {}), batch {}, input {:?}, {} classes, {:?} loss, {} threads, {} (CPU {}; bf16 units: {}): train step {:.1} ms, eval {:.1} images/s",
+        "{} (width {}), batch {}, input {:?}, {} classes, {:?} loss, {}, {} threads, {} (CPU {}; bf16 units: {}): train step {:.1} ms, eval {:.1} images/s",
         t.arch,
         a.width,
         t.batch_size,
         t.input,
         t.classes,
         t.loss,
+        t.precision,
         t.threads,
         t.device,
         t.isa,
@@ -132,6 +136,9 @@ pub fn train_step(a: &BenchTrainStepArgs) -> Result<()> {
         t.step_ms,
         t.eval_images_per_s
     );
+    if let Some(kernel) = &t.bf16_kernel {
+        println!("bf16 products: {kernel}");
+    }
     if a.json {
         println!("{}", serde_json::to_string(&t)?);
     }

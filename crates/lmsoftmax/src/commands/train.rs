@@ -2,13 +2,14 @@
 
 use anyhow::Result;
 use lmsoftmax_data::{DatasetName, OpenOptions, SyntheticSpec, open_dataset};
+use lmsoftmax_kernels::autocast::autocast;
 
 use super::open_data;
 use crate::cli::{DemoArgs, EvalArgs, ReportArgs, TrainArgs};
 use crate::device::parse_device;
 use crate::distributed::World;
 use crate::error::{as_input, input};
-use crate::plan::resolve_train_in;
+use crate::plan::{check_precision, resolve_train_in};
 use crate::report::report;
 use crate::train::demo::{DemoOptions, demo, table};
 use crate::train::run::train_in;
@@ -94,9 +95,11 @@ pub fn eval_cmd(a: &EvalArgs) -> Result<()> {
     }
     let data = open_data(&a.data)?;
     let device = parse_device(&a.device).map_err(as_input)?;
+    check_precision(a.precision, std::slice::from_ref(&device)).map_err(as_input)?;
+    let _autocast = autocast(a.precision);
     let (what, s) = evaluate_checkpoint(&a.checkpoint, &data, a.batch_size, a.workers, &device)
         .map_err(as_input)?;
-    println!("{what}, {} test images", s.images);
+    println!("{what}, {} test images, {}", s.images, a.precision);
     println!(
         "top-1 error {:.3}%  top-5 error {:.3}%  loss {:.4}\nmargin mean {:.4}  p10 {:.4}  p50 {:.4}  p90 {:.4}  non-target entropy {:.4}",
         s.top1_err,

@@ -61,7 +61,7 @@ pub fn load_groups(dirs: &[PathBuf]) -> Result<Vec<Group>> {
             m.loss.kind(),
             m.loss.reg_lambda().to_bits(),
             m.loss.label(),
-            m.config.clone(),
+            m.config_label(),
             run.final_row().epoch,
         );
         groups

@@ -31,7 +31,7 @@ impl ConfigKey {
             dataset: m.dataset.clone(),
             arch: m.arch.clone(),
             width: m.width,
-            config: m.config.clone(),
+            config: m.config_label(),
             loss: m.loss.clone(),
         }
     }

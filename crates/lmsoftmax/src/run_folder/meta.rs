@@ -1,6 +1,7 @@
 //! `run.json`: what defines a run, enough for `lmsoftmax report` to group runs into
 //! experiments and seeds.
 
+use lmsoftmax_kernels::autocast::Precision;
 use lmsoftmax_loss::{LossConfig, LossKind};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,32 @@ pub struct RunMeta {
     pub epochs: usize,
     /// Batch size.
     pub batch_size: usize,
+    /// Precision of the convolutions and linear layers (of the run's last start: a resumed
+    /// run may change it); fp32 in files of earlier versions.
+    pub precision: Precision,
+}
+
+impl RunMeta {
+    /// The configuration as `report` names it: the configuration's name, with ` (bf16)` after
+    /// it for a bf16 run, so that bf16 and fp32 runs of one configuration are separate rows.
+    ///
+    /// ```
+    /// # use lmsoftmax::run_folder::meta::RunMeta;
+    /// # use lmsoftmax_kernels::autocast::Precision;
+    /// # use lmsoftmax_loss::LossConfig;
+    /// let mut m = RunMeta { dataset: "cifar10".into(), arch: "layer13".into(), width: 1.0, seed: 0,
+    ///     config: "layer13".into(), loss: LossConfig::default(), epochs: 1, batch_size: 128,
+    ///     precision: Precision::Fp32 };
+    /// assert_eq!(m.config_label(), "layer13");
+    /// m.precision = Precision::Bf16;
+    /// assert_eq!(m.config_label(), "layer13 (bf16)");
+    /// ```
+    pub fn config_label(&self) -> String {
+        match self.precision {
+            Precision::Fp32 => self.config.clone(),
+            p => format!("{} ({p})", self.config),
+        }
+    }
 }
 
 /// `run.json` as earlier versions wrote it too: `"loss": "large-margin", "reg_lambda": 0.3`
@@ -39,6 +66,8 @@ struct RunMetaFile {
     reg_lambda: Option<f64>,
     epochs: usize,
     batch_size: usize,
+    #[serde(default)]
+    precision: Precision,
 }
 
 #[derive(Deserialize)]
@@ -72,6 +101,7 @@ impl<'de> Deserialize<'de> for RunMeta {
             loss,
             epochs: f.epochs,
             batch_size: f.batch_size,
+            precision: f.precision,
         })
     }
 }
@@ -91,6 +121,7 @@ mod tests {
             loss: LossConfig::default().with_reg_lambda(0.5).unwrap(),
             epochs: 12,
             batch_size: 128,
+            precision: Precision::Fp32,
         };
         let text = serde_json::to_string_pretty(&meta).unwrap();
         assert_eq!(serde_json::from_str::<RunMeta>(&text).unwrap(), meta);
@@ -103,5 +134,12 @@ mod tests {
             .replace("0.5", "0.0");
         let m: RunMeta = serde_json::from_str(&old_softmax).unwrap();
         assert_eq!(m.loss.kind(), LossKind::Softmax);
+        let bf16 = RunMeta {
+            precision: Precision::Bf16,
+            ..meta
+        };
+        let text = serde_json::to_string(&bf16).unwrap();
+        assert!(text.contains(r#""precision":"bf16""#), "{text}");
+        assert_eq!(serde_json::from_str::<RunMeta>(&text).unwrap(), bf16);
     }
 }

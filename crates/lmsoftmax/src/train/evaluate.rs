@@ -170,11 +170,12 @@ pub fn evaluate_run(opts: &TrainOptions, data: &Dataset) -> Result<EvalStats> {
     }
     let loss = Objective::new(&opts.config.loss, &main, true)?;
     let cfg = test_loader(opts.config.batch_size, opts.workers);
+    let _autocast = lmsoftmax_kernels::autocast::autocast(opts.precision);
     Ok(evaluate_margins(&pieces.model.valid(), data, &loss, cfg, &main)?.0)
 }
 
-/// Loads a checkpoint's network for `data` and evaluates it on the test split; also returns a
-/// line saying what was evaluated.
+/// Loads a checkpoint's network for `data` and evaluates it on the test split (at this thread's
+/// [`lmsoftmax_kernels::autocast`] precision); also returns a line saying what was evaluated.
 ///
 /// # Errors
 /// A corrupt checkpoint, a network that does not fit the data, data errors.

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::Device;
+use lmsoftmax_kernels::autocast::Precision;
 
 use super::config::TrainConfig;
 
@@ -48,11 +49,14 @@ pub struct TrainOptions {
     pub resume_from: Option<PathBuf>,
     /// Ranks (processes) of the run ([`crate::distributed::World::size`]); 1 without MPI.
     pub ranks: usize,
+    /// Precision of the convolutions and linear layers (the steps and the evaluations run
+    /// inside an [`lmsoftmax_kernels::autocast`] scope of it); checkpoints are f32 either way.
+    pub precision: Precision,
 }
 
 impl TrainOptions {
     /// Options with the defaults of the command line: seed 0, two workers, width 1, CPU, no
-    /// resume, keep only the last and best checkpoints, curves in `train_epochs.png`.
+    /// resume, keep only the last and best checkpoints, curves in `train_epochs.png`, fp32.
     ///
     /// ```
     /// use lmsoftmax::train::{TrainConfig, TrainOptions};
@@ -84,6 +88,7 @@ impl TrainOptions {
             curves_file: Some("train_epochs.png".into()),
             resume_from: None,
             ranks: 1,
+            precision: Precision::Fp32,
         }
     }
 }

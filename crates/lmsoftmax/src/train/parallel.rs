@@ -17,6 +17,8 @@
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
+use lmsoftmax_kernels::autocast::{self, Precision, autocast};
+
 use super::model::{Classifier, Objective};
 use super::step::shard_step;
 pub use super::step::{StepError, StepOutput, StepStats};
@@ -86,12 +88,13 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Worker {
-    fn start(index: usize, device: Device, loss: Objective) -> Self {
+    fn start(index: usize, device: Device, loss: Objective, precision: Precision) -> Self {
         let (jobs, inbox) = channel::<Job>();
         let (outbox, results) = channel();
         let handle = std::thread::Builder::new()
             .name(format!("replica-{index}"))
             .spawn(move || {
+                let _autocast = autocast(precision);
                 for job in inbox {
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         let replica = job.model.fork(&device);
@@ -135,7 +138,9 @@ pub struct DataParallel {
 
 impl DataParallel {
     /// Replicas on `devices` (autodiff devices; the first is the main one, where the model and
-    /// the optimizer live), each with `make_loss(device)` as its criterion.
+    /// the optimizer live), each with `make_loss(device)` as its criterion. The replicas' threads
+    /// run their steps under the [`lmsoftmax_kernels::autocast`] precision of the thread that
+    /// calls this (the main device's steps run on the calling thread itself).
     ///
     /// # Errors
     /// No device, or the loss cannot be built.
@@ -146,11 +151,12 @@ impl DataParallel {
         let Some(main) = devices.first() else {
             bail!("data-parallel training needs at least one device")
         };
+        let precision = autocast::current();
         let workers = if devices.len() > 1 {
             devices
                 .iter()
                 .enumerate()
-                .map(|(i, d)| Ok(Worker::start(i, d.clone(), make_loss(d)?)))
+                .map(|(i, d)| Ok(Worker::start(i, d.clone(), make_loss(d)?, precision)))
                 .collect::<Result<Vec<_>>>()?
         } else {
             Vec::new()

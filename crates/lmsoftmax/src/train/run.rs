@@ -9,6 +9,8 @@ use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::tensor::Device;
 use lmsoftmax_data::{Dataset, LoaderConfig};
+use lmsoftmax_kernels::autocast::{Precision, autocast, bf16_kernel};
+use lmsoftmax_kernels::cpu::CpuFeatures;
 
 use super::checkpoint;
 use super::checkpoint::CheckpointParts;
@@ -20,7 +22,8 @@ use super::options::TrainOptions;
 use super::parallel::DataParallel;
 use super::phases::{self, Phase};
 use super::state::{
-    Pieces, RunState, epoch_seed, fresh, read_state, restore, restore_read, save, share_pieces,
+    Pieces, RunState, epoch_seed, fresh, precision_change, read_state, restore, restore_read, save,
+    share_pieces,
 };
 use crate::distributed::World;
 use crate::error::as_input;
@@ -268,6 +271,7 @@ fn record_start(opts: &TrainOptions, folder: &RunFolder) -> Result<()> {
         loss: opts.config.loss.clone(),
         epochs: opts.config.epochs,
         batch_size: opts.config.batch_size,
+        precision: opts.precision,
     })?;
     folder.write_config(&toml::to_string(&opts.config)?)
 }
@@ -325,6 +329,16 @@ fn record_epoch(
     save(&folder.last_checkpoint(), pieces)
 }
 
+/// What a bf16 run says at its start: autocast's rules and what runs the bf16 products here.
+pub fn bf16_log_line() -> String {
+    format!(
+        "precision bf16 (autocast): convolutions and linear layers on bf16 operands with f32 \
+         sums; weights, optimizer, BatchNorm and loss in f32, checkpoints in f32. bf16 products: \
+         {}",
+        bf16_kernel(&CpuFeatures::detect())
+    )
+}
+
 /// Trains (or resumes) a run; writes everything into `opts.out_dir` (see [`crate::run_folder`]).
 ///
 /// # Errors
@@ -379,7 +393,12 @@ pub fn train_in(opts: &TrainOptions, data: &Dataset, world: &World) -> Result<Ru
     // what the folder and the checkpoint hold is the user's input: its errors exit 2
     let pieces = if root {
         prepare_folder(opts, &folder).map_err(as_input)?;
-        start_or_resume(opts, data, &folder, &device).map_err(as_input)?
+        let mut pieces = start_or_resume(opts, data, &folder, &device).map_err(as_input)?;
+        if let Some(line) = precision_change(pieces.state.precision, opts.precision) {
+            eprintln!("{line}");
+        }
+        pieces.state.precision = Some(opts.precision);
+        pieces
     } else {
         fresh(opts, data, &device).map_err(as_input)?
     };
@@ -400,6 +419,12 @@ pub fn train_in(opts: &TrainOptions, data: &Dataset, world: &World) -> Result<Ru
         }
     }
 
+    // the steps (on this thread and the replicas' threads) and the evaluations run at the
+    // run's precision; the parameters, the optimizer and the checkpoints stay f32
+    let _autocast = autocast(opts.precision);
+    if root && opts.precision == Precision::Bf16 {
+        eprintln!("=> {}", bf16_log_line());
+    }
     let replicas: Vec<Device> = opts.devices.iter().map(|d| d.clone().autodiff()).collect();
     // The step reads its loss back with its other statistics and stops on a non-finite one
     // itself, so the loss's own finiteness check (one more read per step) is left out there.

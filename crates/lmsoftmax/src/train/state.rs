@@ -10,6 +10,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{ModuleOptimizer, OptimizerRecord, SgdConfig};
 use burn::tensor::{Bytes, Device};
 use lmsoftmax_data::Dataset;
+use lmsoftmax_kernels::autocast::Precision;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, CheckpointParts};
@@ -47,6 +48,11 @@ pub struct RunState {
     /// checkpoints of earlier versions, whose runs had no head).
     #[serde(default)]
     pub iterations: u64,
+    /// Precision of the convolutions and linear layers of the latest epochs (a run resumed
+    /// with another `--precision` continues in that one; absent in checkpoints of earlier
+    /// versions, which trained in fp32). The records are f32 whatever it is.
+    #[serde(default)]
+    pub precision: Option<Precision>,
     /// The finished epochs' metrics.
     pub rows: Vec<EpochRow>,
 }
@@ -133,6 +139,7 @@ pub fn fresh(opts: &TrainOptions, data: &Dataset, device: &Device) -> Result<Pie
         devices: Some(opts.devices.len().max(1)),
         ranks: Some(opts.ranks.max(1)),
         iterations: 0,
+        precision: Some(opts.precision),
         rows: Vec::new(),
     };
     Ok(Pieces {
@@ -205,6 +212,27 @@ pub fn run_differences(saved: &RunState, now: &RunState) -> Vec<String> {
         d.extend(differences(x, y));
     }
     d
+}
+
+/// What a run resumed at `now` says when its checkpoint trained at another precision (`None`
+/// when they agree): the change is allowed, as the records are f32 either way.
+///
+/// ```
+/// use lmsoftmax::train::state::precision_change;
+/// use lmsoftmax_kernels::autocast::Precision;
+/// assert_eq!(precision_change(None, Precision::Fp32), None);
+/// let line = precision_change(None, Precision::Bf16).unwrap();
+/// assert!(line.contains("fp32") && line.contains("bf16"));
+/// ```
+pub fn precision_change(saved: Option<Precision>, now: Precision) -> Option<String> {
+    let saved = saved.unwrap_or_default();
+    (saved != now).then(|| {
+        format!(
+            "=> the checkpoint's epochs trained in {saved}; this run continues in {now} (--precision \
+             {now}): the weights and optimizer state are f32 records either way, only the \
+             arithmetic of the convolutions and linear layers changes"
+        )
+    })
 }
 
 /// Loads `path` into the pieces [`fresh`] made, after checking it belongs to the same run.

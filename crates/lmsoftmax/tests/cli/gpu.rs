@@ -105,3 +105,31 @@ fn two_wgpu_replicas_follow_one() {
     eprintln!("one: {one:?}\ntwo: {two:?}");
     assert_same_curve("two replicas", &one, &two, 2e-3, 128);
 }
+
+#[test]
+fn wgpu_refuses_bf16_with_the_reason() {
+    if !wgpu_works() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let res = lmsoftmax()
+        .args([
+            "train",
+            "--dataset",
+            "synthetic",
+            "--arch",
+            "small_cnn",
+            "--out-dir",
+        ])
+        .arg(dir.path().join("run"))
+        .args(["--device", "wgpu", "--precision", "bf16"])
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(stderr.contains("no bf16 type"), "{stderr}");
+    assert!(
+        !dir.path().join("run").exists(),
+        "a refused run wrote files"
+    );
+}

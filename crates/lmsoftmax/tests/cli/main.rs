@@ -10,6 +10,7 @@ mod fuzz;
 mod gpu;
 mod mpi;
 mod parallel;
+mod precision;
 mod reliability;
 mod report;
 mod resume;
