@@ -13,7 +13,8 @@ Usage: scripts/bench_train_step.py [--arch layer13] [--batch-size B] [--threads 
                                    [--binary PATH] [--python PATH]
                                    [--torch-layout nchw|channels_last] [--precision fp32|bf16]
                                    [--torch-precision fp32|bf16]
-Prints a Markdown table; absolute times on shared 2-core machines drift, compare the ratios.
+Prints a Markdown table (with each side's peak resident memory after the timed steps: the process's
+`VmHWM` / `ru_maxrss`, the framework's own baseline included); absolute times on shared 2-core machines drift, compare the ratios.
 
 On a GPU: `--device cuda` times PyTorch on CUDA (each step ends with `loss.item()`, eval with
 `torch.cuda.synchronize()`), `--ours-device wgpu` our binary on the wgpu device (each step ends
@@ -77,10 +78,18 @@ if precision == "bf16":
         return out.float()  # the loss in fp32, the backward outside autocast
     m.forward = autocast_forward
 step_ms = ref.bench_train(m, crit, x, y)[0]
+import resource
+peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 eval_ms = ref.bench_eval(m, x)
 name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-print(json.dumps({"step_ms": step_ms, "eval_images_per_s": batch / (eval_ms / 1e3), "device": name}))
+print(json.dumps({"step_ms": step_ms, "eval_images_per_s": batch / (eval_ms / 1e3), "device": name,
+                  "peak_rss_mib": peak_rss_mib}))
 """
+
+
+def mib(value):
+    """A peak-memory cell: MiB, or a dash where the side could not measure it."""
+    return "-" if value is None else f"{value:.0f}"
 
 
 def main():
@@ -120,8 +129,8 @@ def main():
     print(f"ours on {a.ours_device} ({a.precision}), PyTorch on {a.device} ({a.torch_precision}, {a.torch_layout})")
     ours_cpu = None
     print("| network | batch | threads | loss | ours step ms | PyTorch step ms | ours / PyTorch (step) "
-          "| ours eval img/s | PyTorch eval img/s | ours / PyTorch (eval img/s) |")
-    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+          "| ours eval img/s | PyTorch eval img/s | ours / PyTorch (eval img/s) | ours peak MiB | PyTorch peak MiB |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for arch in archs:
         batch = a.batch_size or (128 if arch == "layer13" else 8)
         for threads in map(int, a.threads.split(",")):
@@ -142,7 +151,8 @@ def main():
                 t = json.loads(out.stdout.strip().splitlines()[-1])
                 print(f"| {arch} | {batch} | {threads} | {loss} | {o['step_ms']:.0f} | {t['step_ms']:.0f} "
                       f"| {o['step_ms'] / t['step_ms']:.2f} | {o['eval_images_per_s']:.1f} "
-                      f"| {t['eval_images_per_s']:.1f} | {o['eval_images_per_s'] / t['eval_images_per_s']:.2f} |",
+                      f"| {t['eval_images_per_s']:.1f} | {o['eval_images_per_s'] / t['eval_images_per_s']:.2f} "
+                      f"| {mib(o.get('peak_rss_mib'))} | {mib(t.get('peak_rss_mib'))} |",
                       flush=True)
     if ours_cpu:
         print(f"\n{ours_cpu}")

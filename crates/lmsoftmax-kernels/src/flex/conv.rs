@@ -236,10 +236,17 @@ impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
     }
 }
 
+/// Whether the forward's products run on the CPU's bf16 units: inside a bf16
+/// [`autocast`] scope on a CPU with AVX-512-BF16 ([`super::bf16_gemm`]).
+pub fn bf16_units_in_use() -> bool {
+    autocast::current() == Precision::Bf16 && super::bf16_gemm::available()
+}
+
 /// `conv2d(x, w)` (symmetric padding, no bias, `options.groups` groups) for contiguous `f32` `x`
 /// `[n, c, h, w]` and `weight` `[o, c / groups, kh, kw]`: per few images and per group,
 /// `W_g [o / groups, c/groups*kh*kw] x im2col_g`, written straight into the NCHW output.
-/// Returns the output and its shape.
+/// Returns the output and its shape. Inside a bf16 [`autocast`] scope on a CPU with
+/// AVX-512-BF16 the products take bf16 operands ([`bf16_units_in_use`]).
 ///
 /// ```
 /// use burn::backend::ops::ConvOptions;
@@ -287,6 +294,7 @@ pub fn forward_f32(
     } else {
         gemm::Parallelism::None
     };
+    let bf16_products = bf16_units_in_use();
     let run = |(chunk, out): (usize, &mut [f32]), scratch: &mut Scratch| {
         let images = chunk * per_product..((chunk + 1) * per_product).min(n);
         let count = images.len();
@@ -308,7 +316,24 @@ pub fn forward_f32(
             // positions = o * depth when direct, the scratch was resized to it otherwise), of
             // which this group writes rows group*og.. (og of them); lhs is the group's weight
             // rows, [og, k2] row-major; rhs the group's im2col matrix [k2, depth] row-major.
+            // With bf16 units under a bf16 autocast scope, the same product on bf16 operands.
             unsafe {
+                if bf16_products {
+                    super::bf16_gemm::gemm(
+                        og,
+                        depth,
+                        k2,
+                        weight.as_ptr().add(group * og * k2),
+                        k2,
+                        cols.as_ptr(),
+                        [depth, 1],
+                        dst.add(group * og * depth),
+                        depth,
+                        false,
+                        matches!(parallelism, gemm::Parallelism::Rayon(_)),
+                    );
+                    continue;
+                }
                 gemm::gemm(
                     og,
                     depth,
@@ -583,6 +608,7 @@ fn accumulate(
         (&scratch.packed[..], depth)
     };
 
+    let bf16_products = bf16_units_in_use();
     for group in 0..g.groups {
         let cols = columns(x, g, group, images.clone(), &mut scratch.cols);
         // SAFETY: every pointer/stride pair addresses elements inside its slice:
@@ -590,6 +616,23 @@ fn accumulate(
         // lhs: the group's rows of the [o, depth] output gradients, row stride `lhs_rs` (rows
         // of `depth` used), rhs = cols^T [depth, k2]: element (p, k) at cols[k * depth + p].
         unsafe {
+            if bf16_products {
+                // with bf16 units under a bf16 autocast scope: bf16 operands, f32 sums
+                super::bf16_gemm::gemm(
+                    og,
+                    k2,
+                    depth,
+                    lhs.as_ptr().add(group * og * lhs_rs),
+                    lhs_rs,
+                    cols.as_ptr(),
+                    [1, depth],
+                    acc.as_mut_ptr().add(group * og * k2),
+                    k2,
+                    true,
+                    matches!(parallelism, gemm::Parallelism::Rayon(_)),
+                );
+                continue;
+            }
             gemm::gemm(
                 og,
                 k2,

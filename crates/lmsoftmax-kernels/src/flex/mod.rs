@@ -5,6 +5,7 @@ use burn::backend::DispatchDevice;
 use burn::tensor::Device;
 
 pub mod batch_norm;
+pub mod bf16_gemm;
 pub mod conv;
 mod fused_loss;
 

@@ -28,3 +28,25 @@ pub fn median_ms<R>(warmup: usize, reps: usize, mut f: impl FnMut() -> R) -> (f6
     };
     (median, times[0])
 }
+
+/// The peak resident memory of this process so far, MiB (Linux's `VmHWM` in
+/// `/proc/self/status`); `None` elsewhere or if it cannot be read.
+///
+/// ```
+/// let peak = lmsoftmax::bench::timing::peak_rss_mib();
+/// if cfg!(target_os = "linux") {
+///     assert!(peak.is_some_and(|mib| mib > 0.0));
+/// }
+/// ```
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}

@@ -36,6 +36,9 @@ pub struct StepTimes {
     pub step_ms: f64,
     /// Forward-only evaluation throughput (eval-mode BatchNorm, no autodiff).
     pub eval_images_per_s: f64,
+    /// The process's peak resident memory after the timed training steps (before the
+    /// evaluation), MiB: the step's peak plus the binary's baseline; `None` off Linux.
+    pub peak_rss_mib: Option<f64>,
     /// The CPU's vector level that the CPU kernels dispatched to (e.g. `x86-64-v3 (avx2,
     /// fma)`): on a GPU device, the host's.
     pub isa: String,
@@ -106,6 +109,7 @@ pub fn measure(
         device.sync().expect("the device finishes the step");
     });
 
+    let peak_rss_mib = super::timing::peak_rss_mib();
     let eval = model.valid();
     let x_eval = Tensor::<4>::from_data(TensorData::new(values, shape), (plain, DType::F32));
     let (eval_ms, _) = median_ms(warmup.min(1), reps, || {
@@ -122,6 +126,7 @@ pub fn measure(
         device: format!("{plain:?}"),
         step_ms,
         eval_images_per_s: batch_size as f64 / (eval_ms / 1e3),
+        peak_rss_mib,
         isa: cpu.vector_level().to_owned(),
         bf16_units: cpu.bf16_units(),
         precision: autocast::current(),

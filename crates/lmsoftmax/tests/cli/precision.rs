@@ -2,6 +2,9 @@
 //! arithmetic and not the curve, says what ran the bf16 products, records itself in the run, and a
 //! run may be resumed at another precision (and says so).
 
+use lmsoftmax_kernels::autocast::bf16_kernel;
+use lmsoftmax_kernels::cpu::CpuFeatures;
+
 use super::{assert_ok, eval_tiny, last_json, lmsoftmax, metrics_row, tiny_train};
 
 /// The first epoch's metrics row of a tiny run with `extra` flags, and its standard error.
@@ -27,8 +30,9 @@ fn bf16_training_tracks_fp32_says_what_ran_and_resumes_across_precisions() {
     let bf16_dir = dir.path().join("bf16");
     let (bf16, log) = tiny_epoch(&bf16_dir, &["--precision", "bf16"]);
     assert!(log.contains("precision bf16 (autocast)"), "{log}");
-    // no AMX or AVX-512-BF16 kernel yet: the log says the products ran on the f32 kernels
-    assert!(log.contains("bf16 products: emulated"), "{log}");
+    // what ran the products on this CPU (AVX-512-BF16 or the f32 kernels), as the kernels say
+    let kernel = bf16_kernel(&CpuFeatures::detect());
+    assert!(log.contains(&format!("bf16 products: {kernel}")), "{log}");
     // columns: epoch, lr, train_loss, train_ce, train_reg, ..., test_loss (7)
     for col in [2, 3, 7] {
         let rel = (bf16[col] - fp32[col]).abs() / fp32[col].abs().max(1e-9);
@@ -126,8 +130,14 @@ fn bench_train_step_names_the_precision_and_the_bf16_kernel() {
     let bf16 = bench("bf16");
     assert_eq!(bf16["precision"], "bf16");
     let kernel = bf16["bf16_kernel"].as_str().unwrap_or_default();
-    assert!(kernel.starts_with("emulated"), "{bf16}");
+    assert_eq!(kernel, bf16_kernel(&CpuFeatures::detect()), "{bf16}");
     assert!(bf16["step_ms"].as_f64().is_some_and(|t| t > 0.0), "{bf16}");
+    if cfg!(target_os = "linux") {
+        assert!(
+            bf16["peak_rss_mib"].as_f64().is_some_and(|m| m > 1.0),
+            "{bf16}"
+        );
+    }
 }
 
 #[test]

@@ -1,0 +1,516 @@
+//! A matrix product on bf16 operands with f32 sums, on AVX-512-BF16 (`vdpbf16ps`: 16 lanes, each
+//! the f32 sum of two bf16 products, per instruction — twice an f32 FMA's products), chosen at
+//! run time where the CPU has it ([`available`]).
+//!
+//! The operands are f32 matrices rounded to bf16 while they are packed (round to nearest, ties to
+//! even; NaN stays NaN), so values already rounded by [`crate::autocast`] pass unchanged; the
+//! products of two bf16 values are exact in f32 and the sums are f32, so the result is the
+//! emulated path's up to the order of the additions (and `vdpbf16ps` flushes subnormal inputs
+//! to zero, as the bf16 units do).
+//!
+//! Blocking: `k` in blocks of [`KC`] pairs; for each block the rows of `a` are packed once as
+//! bf16 pairs, `b` strip by strip ([`NR`] columns), and an [`MR`] x [`NR`] micro-kernel keeps its
+//! 16 accumulators in registers.
+
+/// Rows of the micro-kernel.
+pub const MR: usize = 8;
+/// Columns of the micro-kernel (two vectors of 16).
+pub const NR: usize = 32;
+/// Pairs of `k` per packed block (1,024 bytes of a packed `b` row pair strip: 32 KiB a strip).
+pub const KC: usize = 256;
+
+/// Whether this CPU runs [`gemm`]: x86-64 with AVX-512 F and AVX-512-BF16.
+///
+/// ```
+/// // false on CPUs without AVX-512-BF16 (and off x86-64): callers take the f32 path there
+/// let _ = lmsoftmax_kernels::flex::bf16_gemm::available();
+/// ```
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `c = a x b` (or `c += a x b` with `accumulate`) for row-major `a` `[m, k]` (row stride
+/// `lda`), `b` `[k, n]` with element `(p, j)` at `b[p * b_strides[0] + j * b_strides[1]]` (row
+/// major: `[ldb, 1]`; transposed: `[1, ldb]`), and row-major `c` `[m, n]` (row stride `ldc`),
+/// with bf16 products and f32 sums; `parallel` splits the columns over rayon's threads (each
+/// column's sum is made in the same order whatever the threads).
+///
+/// ```
+/// use lmsoftmax_kernels::flex::bf16_gemm;
+/// if bf16_gemm::available() {
+///     let a = [1.0, 2.0, 3.0, 4.0]; // [2, 2]
+///     let b = [1.0, 0.5, -1.0, 2.0]; // [2, 2]
+///     let mut c = [0.0f32; 4];
+///     // SAFETY: the slices hold [2, 2] matrices with row stride 2, and the CPU has the units.
+///     unsafe { bf16_gemm::gemm(2, 2, 2, a.as_ptr(), 2, b.as_ptr(), [2, 1], c.as_mut_ptr(), 2, false, false) };
+///     assert_eq!(c, [-1.0, 4.5, -1.0, 9.5]);
+///     // b read transposed, added to c
+///     unsafe { bf16_gemm::gemm(2, 2, 2, a.as_ptr(), 2, b.as_ptr(), [1, 2], c.as_mut_ptr(), 2, true, false) };
+///     assert_eq!(c, [-1.0 + 2.0, 4.5 + 3.0, -1.0 + 4.0, 9.5 + 5.0]);
+/// }
+/// ```
+///
+/// # Safety
+/// [`available`] must be true; `a`, `b` and `c` must point to matrices of the given shapes and
+/// strides (`lda >= k`, `ldc >= n`), and `c` must not overlap `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    b_strides: [usize; 2],
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as this function's contract.
+    unsafe {
+        x86::gemm(m, n, k, a, lda, b, b_strides, c, ldc, accumulate, parallel)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (m, n, k, a, lda, b, b_strides, c, ldc, accumulate, parallel);
+        unreachable!("bf16_gemm::gemm without AVX-512-BF16: check available() first");
+    }
+}
+
+/// The bf16 bits of `v`, rounded to nearest, ties to even; NaN stays a (quiet) NaN.
+fn to_bf16_bits(v: f32) -> u32 {
+    if v.is_nan() {
+        return 0x7fc0;
+    }
+    let bits = v.to_bits();
+    bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{KC, MR, NR, to_bf16_bits};
+    use rayon::prelude::*;
+    use std::arch::x86_64::*;
+
+    /// A pointer that may be shared by the threads writing disjoint columns of `c`.
+    #[derive(Clone, Copy)]
+    struct Shared(*mut f32);
+    // SAFETY: the threads write disjoint column ranges of the matrix behind it.
+    unsafe impl Send for Shared {}
+    // SAFETY: as above.
+    unsafe impl Sync for Shared {}
+
+    #[derive(Clone, Copy)]
+    struct Input(*const f32);
+    // SAFETY: the inputs are only read while `gemm` runs.
+    unsafe impl Send for Input {}
+    // SAFETY: as above.
+    unsafe impl Sync for Input {}
+
+    /// 16 f32 lanes rounded to bf16 bits (in the low 16 bits of each lane, or the high ones
+    /// with `high`), NaN kept as a quiet NaN.
+    #[target_feature(enable = "avx512f")]
+    fn round16(v: __m512i, high: bool) -> __m512i {
+        let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(v), _mm512_set1_epi32(1));
+        let rounded = _mm512_add_epi32(v, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+        let abs = _mm512_and_si512(v, _mm512_set1_epi32(0x7fff_ffff));
+        let nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7f80_0000));
+        let rounded = _mm512_mask_mov_epi32(rounded, nan, _mm512_set1_epi32(0x7fc0_0000));
+        if high {
+            _mm512_and_si512(rounded, _mm512_set1_epi32(0xffff_0000u32 as i32))
+        } else {
+            _mm512_srli_epi32::<16>(rounded)
+        }
+    }
+
+    /// Packs rows `2 p0 ..` (`pc` pairs) of `b`'s columns `j0 .. j0 + NR` as bf16 pairs: lane `j`
+    /// of pair `p` holds `(b[2p][j], b[2p + 1][j])`; missing rows and columns are zero.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pack_b(
+        b: *const f32,
+        [rs, cs]: [usize; 2],
+        [k, n]: [usize; 2],
+        p0: usize,
+        pc: usize,
+        j0: usize,
+        out: &mut [u32],
+    ) {
+        let full = j0 + NR <= n && 2 * (p0 + pc) <= k;
+        if full && cs == 1 {
+            // rows are contiguous: 16 columns of two rows a step
+            for p in 0..pc {
+                let kk = 2 * (p0 + p);
+                for h in 0..2 {
+                    // SAFETY: rows kk, kk + 1 < k and columns j0 + 16h .. + 16 < n are in b.
+                    unsafe {
+                        let at = b.add(kk * rs + j0 + 16 * h);
+                        let lo = _mm512_loadu_si512(at as *const _);
+                        let hi = _mm512_loadu_si512(at.add(rs) as *const _);
+                        let pair = _mm512_or_si512(round16(lo, false), round16(hi, true));
+                        _mm512_storeu_si512(out.as_mut_ptr().add(p * NR + 16 * h) as *mut _, pair);
+                    }
+                }
+            }
+            return;
+        }
+        if full && rs == 1 {
+            // columns are contiguous (b is a transposed matrix): 8 pairs of one column a step,
+            // rounded by vcvtneps2bf16 (to nearest even, NaN kept)
+            for j in 0..NR {
+                let column = j0 + j;
+                let mut p = 0;
+                while p + 8 <= pc {
+                    let mut pairs = [0u32; 8];
+                    // SAFETY: rows 2 (p0 + p) .. + 16 <= k of column `column` < n are in b.
+                    unsafe {
+                        let v = _mm512_loadu_ps(b.add(column * cs + 2 * (p0 + p)));
+                        let packed: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+                        _mm256_storeu_si256(pairs.as_mut_ptr() as *mut _, packed);
+                    }
+                    for (q, pair) in pairs.iter().enumerate() {
+                        out[(p + q) * NR + j] = *pair;
+                    }
+                    p += 8;
+                }
+                for p in p..pc {
+                    let kk = 2 * (p0 + p);
+                    // SAFETY: rows kk, kk + 1 < k of column `column` < n.
+                    let (lo, hi) =
+                        unsafe { (*b.add(column * cs + kk), *b.add(column * cs + kk + 1)) };
+                    out[p * NR + j] = to_bf16_bits(lo) | (to_bf16_bits(hi) << 16);
+                }
+            }
+            return;
+        }
+        for p in 0..pc {
+            let kk = 2 * (p0 + p);
+            for j in 0..NR {
+                let col = j0 + j;
+                // SAFETY: in bounds by the checks.
+                let at = |row: usize| {
+                    if col < n && row < k {
+                        to_bf16_bits(unsafe { *b.add(row * rs + col * cs) })
+                    } else {
+                        0
+                    }
+                };
+                out[p * NR + j] = at(kk) | (at(kk + 1) << 16);
+            }
+        }
+    }
+
+    /// Packs rows `i0 .. i0 + MR` of `a`, pairs `p0 .. p0 + pc` of `k`: pair `p`, row `i` at
+    /// `p * MR + i`, holding `(a[i][2p], a[i][2p + 1])`; missing rows are zero.
+    fn pack_a(
+        a: Input,
+        lda: usize,
+        [m, k]: [usize; 2],
+        p0: usize,
+        pc: usize,
+        i0: usize,
+        out: &mut [u32],
+    ) {
+        for p in 0..pc {
+            let kk = 2 * (p0 + p);
+            for i in 0..MR {
+                let row = i0 + i;
+                // SAFETY: in bounds by the checks.
+                let at = |col: usize| {
+                    if row < m && col < k {
+                        to_bf16_bits(unsafe { *a.0.add(row * lda + col) })
+                    } else {
+                        0
+                    }
+                };
+                out[p * MR + i] = at(kk) | (at(kk + 1) << 16);
+            }
+        }
+    }
+
+    /// `MR x NR` block of `c` at `(i0, j0)`: `+=` (`accumulate`) or `=` the product of the packed
+    /// strips over `pc` pairs; only the rows below `m` and columns below `n` are written.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn micro(
+        apack: &[u32],
+        bpack: &[u32],
+        pc: usize,
+        c: *mut f32,
+        ldc: usize,
+        [i0, j0]: [usize; 2],
+        [m, n]: [usize; 2],
+        accumulate: bool,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        for p in 0..pc {
+            // SAFETY: bpack holds pc * NR lanes, apack pc * MR.
+            unsafe {
+                let b0: __m512bh =
+                    std::mem::transmute(_mm512_loadu_si512(bpack.as_ptr().add(p * NR) as *const _));
+                let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(
+                    bpack.as_ptr().add(p * NR + 16) as *const _,
+                ));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let pair = *apack.get_unchecked(p * MR + i) as i32;
+                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
+                    row[0] = _mm512_dpbf16_ps(row[0], av, b0);
+                    row[1] = _mm512_dpbf16_ps(row[1], av, b1);
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            let r = i0 + i;
+            if r >= m {
+                break;
+            }
+            for (h, value) in row.iter().enumerate() {
+                let col = j0 + 16 * h;
+                if col >= n {
+                    break;
+                }
+                let lanes = (n - col).min(16);
+                let mask: __mmask16 = if lanes == 16 {
+                    0xffff
+                } else {
+                    (1u16 << lanes) - 1
+                };
+                // SAFETY: row r < m, columns col..col + lanes < n of c.
+                unsafe {
+                    let ptr = c.add(r * ldc + col);
+                    let v = if accumulate {
+                        _mm512_add_ps(_mm512_maskz_loadu_ps(mask, ptr), *value)
+                    } else {
+                        *value
+                    };
+                    _mm512_mask_storeu_ps(ptr, mask, v);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn gemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        b_strides: [usize; 2],
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+        parallel: bool,
+    ) {
+        if m == 0 || n == 0 || (k == 0 && accumulate) {
+            return;
+        }
+        let (a, b, c) = (Input(a), Input(b), Shared(c));
+        if k == 0 {
+            for r in 0..m {
+                // SAFETY: row r of c, n columns.
+                unsafe { std::slice::from_raw_parts_mut(c.0.add(r * ldc), n).fill(0.0) };
+            }
+            return;
+        }
+        let pairs = k.div_ceil(2);
+        let row_blocks = m.div_ceil(MR);
+        let strips = n.div_ceil(NR);
+        let mut apack = vec![0u32; row_blocks * KC * MR];
+        for (block, p0) in (0..pairs).step_by(KC).enumerate() {
+            let pc = KC.min(pairs - p0);
+            for (rb, out) in apack.chunks_mut(pc * MR).take(row_blocks).enumerate() {
+                pack_a(a, lda, [m, k], p0, pc, rb * MR, out);
+            }
+            let apack = &apack;
+            let columns = |range: std::ops::Range<usize>| {
+                // the wrappers whole, not their raw-pointer fields (which are not Sync)
+                let (b, c) = (b, c);
+                let mut bpack = vec![0u32; pc * NR];
+                for strip in range {
+                    let j0 = strip * NR;
+                    // SAFETY: b is [k, n] with row stride ldb; c as the contract; the CPU has
+                    // AVX-512 F and BF16 (the contract); this range's columns are its own.
+                    unsafe {
+                        pack_b(b.0, b_strides, [k, n], p0, pc, j0, &mut bpack);
+                        for rb in 0..row_blocks {
+                            micro(
+                                &apack[rb * pc * MR..][..pc * MR],
+                                &bpack,
+                                pc,
+                                c.0,
+                                ldc,
+                                [rb * MR, j0],
+                                [m, n],
+                                accumulate || block > 0,
+                            );
+                        }
+                    }
+                }
+            };
+            let threads = rayon::current_num_threads().min(strips);
+            if parallel && threads > 1 {
+                let per = strips.div_ceil(threads);
+                (0..threads)
+                    .into_par_iter()
+                    .for_each(|t| columns(t * per..((t + 1) * per).min(strips)));
+            } else {
+                columns(0..strips);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bf(v: f32) -> f64 {
+        f32::from_bits(to_bf16_bits(v) << 16) as f64
+    }
+
+    /// `a x b` in f64 on the bf16-rounded operands, and the sums of the products' magnitudes.
+    fn reference(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+    ) -> Vec<(f64, f64)> {
+        let mut c = vec![(0f64, 0f64); m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    let product = bf(a[i * lda + p]) * bf(b[p * n + j]);
+                    c[i * n + j].0 += product;
+                    c[i * n + j].1 += product.abs();
+                }
+            }
+        }
+        c
+    }
+
+    fn skip() -> bool {
+        if !available() {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED bf16_gemm: this CPU has no AVX-512-BF16 (the f32 path is used instead)"
+            );
+            return true;
+        }
+        false
+    }
+
+    #[test]
+    fn the_product_of_rounded_operands_with_f32_sums_at_any_shape() {
+        if skip() {
+            return;
+        }
+        // tails in every direction, k odd, more than one k block, a row stride above k
+        for (m, n, k, parallel) in [
+            (1, 1, 1, false),
+            (13, 45, 37, false),
+            (8, 32, 2, false),
+            (20, 70, 2 * KC + 3, true),
+            (64, 300, 600, true),
+        ] {
+            let lda = k + 3;
+            let a: Vec<f32> = (0..m * lda)
+                .map(|i| ((i * 7919) % 997) as f32 / 311.0 - 1.6)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 104_729) % 991) as f32 / 257.0 - 1.9)
+                .collect();
+            let mut c = vec![f32::NAN; m * n];
+            let (pa, pb) = (a.as_ptr(), b.as_ptr());
+            // SAFETY: the shapes and strides are those of the vectors; the CPU has the units.
+            unsafe {
+                gemm(
+                    m,
+                    n,
+                    k,
+                    pa,
+                    lda,
+                    pb,
+                    [n, 1],
+                    c.as_mut_ptr(),
+                    n,
+                    false,
+                    parallel,
+                )
+            };
+            let want = reference(m, n, k, &a, lda, &b);
+            for (i, (g, (w, magnitude))) in c.iter().zip(&want).enumerate() {
+                // f32 sums of k exact products: each addition rounds by at most half an f32
+                // step of the running sum, which the sum of magnitudes bounds
+                let bound = k as f64 * f32::EPSILON as f64 * magnitude + 1e-30;
+                assert!(
+                    ((*g as f64) - w).abs() <= bound,
+                    "[{m}, {n}, {k}] element {i}: {g} vs {w}"
+                );
+            }
+            // the same b stored transposed, read through its strides, added to c: twice c
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            let mut twice = c.clone();
+            // SAFETY: bt is [n, k] row-major, b's element (p, j) at bt[p + j * k].
+            unsafe {
+                gemm(
+                    m,
+                    n,
+                    k,
+                    pa,
+                    lda,
+                    bt.as_ptr(),
+                    [1, k],
+                    twice.as_mut_ptr(),
+                    n,
+                    true,
+                    parallel,
+                )
+            };
+            for (t, once) in twice.iter().zip(&c) {
+                assert!(
+                    (t - 2.0 * once).abs() <= 1e-5 * (1.0 + once.abs()),
+                    "[{m}, {n}, {k}] transposed: {t} vs 2 x {once}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn non_finite_values_propagate() {
+        if skip() {
+            return;
+        }
+        let a = [1.0, f32::NAN, 2.0, 1.0];
+        let b = [1.0, 1.0, 1.0, f32::INFINITY];
+        let mut c = [0f32; 4];
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        // SAFETY: [2, 2] matrices with row stride 2; the CPU has the units.
+        unsafe { gemm(2, 2, 2, pa, 2, pb, [2, 1], c.as_mut_ptr(), 2, false, false) };
+        assert!(c[0].is_nan() && c[1].is_nan(), "{c:?}");
+        assert_eq!(c[2], 3.0);
+        assert_eq!(c[3], f32::INFINITY);
+    }
+
+    #[test]
+    fn rounding_to_bf16_bits_is_to_nearest_even() {
+        assert_eq!(to_bf16_bits(1.0 + 1.0 / 256.0), 0x3f80);
+        assert_eq!(to_bf16_bits(1.0 + 3.0 / 256.0), 0x3f82);
+        assert_eq!(to_bf16_bits(-2.0), 0xc000);
+        assert_eq!(to_bf16_bits(f32::INFINITY), 0x7f80);
+        assert_eq!(to_bf16_bits(f32::NAN), 0x7fc0);
+    }
+}
