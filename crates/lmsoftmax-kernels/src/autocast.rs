@@ -10,8 +10,8 @@
 //! product of two bf16 values is exact in f32 too, so an f32 product of rounded operands is the
 //! product a bf16 unit (AMX `tdpbf16ps`, AVX-512 `vdpbf16ps`) makes, and an f32 sum of them
 //! differs from the unit's only in the order of the additions. On a CPU with AVX-512-BF16 the
-//! convolutions' forward products run on it ([`crate::flex::bf16_gemm`]); the rest, and every
-//! product on other CPUs, runs on the f32 kernels (see [`bf16_kernel`]). bf16 keeps f32's exponent range, so gradients do not underflow
+//! convolutions' products run on it ([`crate::flex::bf16_gemm`]); the rest, and every product on
+//! other CPUs, runs on the f32 kernels (see [`bf16_kernel`]). bf16 keeps f32's exponent range, so gradients do not underflow
 //! as they can in f16: no loss scaling is needed.
 //!
 //! The scope is per thread, as PyTorch's: a thread that runs a forward pass sets its own.
@@ -188,11 +188,10 @@ pub fn linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {
 }
 
 /// What carries out the bf16 products on `cpu`, as the training log and `bench --json` name
-/// it. With AVX-512-BF16 the convolutions' forward products run on it
-/// ([`crate::flex::bf16_gemm`], `vdpbf16ps`); everything else (the convolutions' gradients, the
-/// linear layers, and every product on CPUs without it, AMX ones included: this version has no
-/// AMX kernel) runs on the f32 kernels with the operands rounded to bf16: autocast's numerics at
-/// f32's speed.
+/// it. With AVX-512-BF16 the convolutions' products (forward, weight and input gradients) run on
+/// it ([`crate::flex::bf16_gemm`], `vdpbf16ps`); everything else (the linear layers, and every
+/// product on CPUs without it, AMX ones included: this version has no AMX kernel) runs on the
+/// f32 kernels with the operands rounded to bf16: autocast's numerics at f32's speed.
 ///
 /// ```
 /// use lmsoftmax_kernels::cpu::CpuFeatures;
@@ -203,9 +202,9 @@ pub fn linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {
 /// ```
 pub fn bf16_kernel(cpu: &CpuFeatures) -> String {
     if cpu.avx512f && cpu.avx512_bf16 {
-        return "avx512-bf16 (vdpbf16ps) for the convolutions' forward products; their \
-                gradients and the linear layers emulated (bf16 operands, f32 products and sums \
-                on the f32 kernels)"
+        return "avx512-bf16 (vdpbf16ps) for the convolutions' products (forward, weight and \
+                input gradients); the linear layers emulated (bf16 operands, f32 products and \
+                sums on the f32 kernels)"
             .to_owned();
     }
     let units = cpu.bf16_units();

@@ -36,9 +36,10 @@ pub fn available() -> bool {
     }
 }
 
-/// `c = a x b` (or `c += a x b` with `accumulate`) for row-major `a` `[m, k]` (row stride
-/// `lda`), `b` `[k, n]` with element `(p, j)` at `b[p * b_strides[0] + j * b_strides[1]]` (row
-/// major: `[ldb, 1]`; transposed: `[1, ldb]`), and row-major `c` `[m, n]` (row stride `ldc`),
+/// `c = a x b` (or `c += a x b` with `accumulate`) for `a` `[m, k]` with element `(i, p)` at
+/// `a[i * a_strides[0] + p * a_strides[1]]` (row major: `[lda, 1]`; transposed: `[1, lda]`),
+/// `b` `[k, n]` with element `(p, j)` at `b[p * b_strides[0] + j * b_strides[1]]` (likewise),
+/// and row-major `c` `[m, n]` (row stride `ldc`),
 /// with bf16 products and f32 sums; `parallel` splits the columns over rayon's threads (each
 /// column's sum is made in the same order whatever the threads).
 ///
@@ -49,24 +50,24 @@ pub fn available() -> bool {
 ///     let b = [1.0, 0.5, -1.0, 2.0]; // [2, 2]
 ///     let mut c = [0.0f32; 4];
 ///     // SAFETY: the slices hold [2, 2] matrices with row stride 2, and the CPU has the units.
-///     unsafe { bf16_gemm::gemm(2, 2, 2, a.as_ptr(), 2, b.as_ptr(), [2, 1], c.as_mut_ptr(), 2, false, false) };
+///     unsafe { bf16_gemm::gemm(2, 2, 2, a.as_ptr(), [2, 1], b.as_ptr(), [2, 1], c.as_mut_ptr(), 2, false, false) };
 ///     assert_eq!(c, [-1.0, 4.5, -1.0, 9.5]);
 ///     // b read transposed, added to c
-///     unsafe { bf16_gemm::gemm(2, 2, 2, a.as_ptr(), 2, b.as_ptr(), [1, 2], c.as_mut_ptr(), 2, true, false) };
+///     unsafe { bf16_gemm::gemm(2, 2, 2, a.as_ptr(), [2, 1], b.as_ptr(), [1, 2], c.as_mut_ptr(), 2, true, false) };
 ///     assert_eq!(c, [-1.0 + 2.0, 4.5 + 3.0, -1.0 + 4.0, 9.5 + 5.0]);
 /// }
 /// ```
 ///
 /// # Safety
 /// [`available`] must be true; `a`, `b` and `c` must point to matrices of the given shapes and
-/// strides (`lda >= k`, `ldc >= n`), and `c` must not overlap `a` or `b`.
+/// strides (`ldc >= n`), and `c` must not overlap `a` or `b`.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm(
     m: usize,
     n: usize,
     k: usize,
     a: *const f32,
-    lda: usize,
+    a_strides: [usize; 2],
     b: *const f32,
     b_strides: [usize; 2],
     c: *mut f32,
@@ -77,11 +78,15 @@ pub unsafe fn gemm(
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as this function's contract.
     unsafe {
-        x86::gemm(m, n, k, a, lda, b, b_strides, c, ldc, accumulate, parallel)
+        x86::gemm(
+            m, n, k, a, a_strides, b, b_strides, c, ldc, accumulate, parallel,
+        )
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (m, n, k, a, lda, b, b_strides, c, ldc, accumulate, parallel);
+        let _ = (
+            m, n, k, a, a_strides, b, b_strides, c, ldc, accumulate, parallel,
+        );
         unreachable!("bf16_gemm::gemm without AVX-512-BF16: check available() first");
     }
 }
@@ -213,7 +218,7 @@ mod x86 {
     /// `p * MR + i`, holding `(a[i][2p], a[i][2p + 1])`; missing rows are zero.
     fn pack_a(
         a: Input,
-        lda: usize,
+        [rs, cs]: [usize; 2],
         [m, k]: [usize; 2],
         p0: usize,
         pc: usize,
@@ -227,7 +232,7 @@ mod x86 {
                 // SAFETY: in bounds by the checks.
                 let at = |col: usize| {
                     if row < m && col < k {
-                        to_bf16_bits(unsafe { *a.0.add(row * lda + col) })
+                        to_bf16_bits(unsafe { *a.0.add(row * rs + col * cs) })
                     } else {
                         0
                     }
@@ -304,7 +309,7 @@ mod x86 {
         n: usize,
         k: usize,
         a: *const f32,
-        lda: usize,
+        a_strides: [usize; 2],
         b: *const f32,
         b_strides: [usize; 2],
         c: *mut f32,
@@ -330,7 +335,7 @@ mod x86 {
         for (block, p0) in (0..pairs).step_by(KC).enumerate() {
             let pc = KC.min(pairs - p0);
             for (rb, out) in apack.chunks_mut(pc * MR).take(row_blocks).enumerate() {
-                pack_a(a, lda, [m, k], p0, pc, rb * MR, out);
+                pack_a(a, a_strides, [m, k], p0, pc, rb * MR, out);
             }
             let apack = &apack;
             let columns = |range: std::ops::Range<usize>| {
@@ -442,7 +447,7 @@ mod tests {
                     n,
                     k,
                     pa,
-                    lda,
+                    [lda, 1],
                     pb,
                     [n, 1],
                     c.as_mut_ptr(),
@@ -471,7 +476,7 @@ mod tests {
                     n,
                     k,
                     pa,
-                    lda,
+                    [lda, 1],
                     bt.as_ptr(),
                     [1, k],
                     twice.as_mut_ptr(),
@@ -480,6 +485,26 @@ mod tests {
                     parallel,
                 )
             };
+            // and a stored transposed, read through its strides: c again
+            let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * lda + i / m]).collect();
+            let mut again = vec![0f32; m * n];
+            // SAFETY: at is [k, m] row-major, a's element (i, p) at at[i + p * m].
+            unsafe {
+                gemm(
+                    m,
+                    n,
+                    k,
+                    at.as_ptr(),
+                    [1, m],
+                    pb,
+                    [n, 1],
+                    again.as_mut_ptr(),
+                    n,
+                    false,
+                    false,
+                )
+            };
+            assert_eq!(again, c, "[{m}, {n}, {k}] a transposed");
             for (t, once) in twice.iter().zip(&c) {
                 assert!(
                     (t - 2.0 * once).abs() <= 1e-5 * (1.0 + once.abs()),
@@ -499,7 +524,21 @@ mod tests {
         let mut c = [0f32; 4];
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         // SAFETY: [2, 2] matrices with row stride 2; the CPU has the units.
-        unsafe { gemm(2, 2, 2, pa, 2, pb, [2, 1], c.as_mut_ptr(), 2, false, false) };
+        unsafe {
+            gemm(
+                2,
+                2,
+                2,
+                pa,
+                [2, 1],
+                pb,
+                [2, 1],
+                c.as_mut_ptr(),
+                2,
+                false,
+                false,
+            )
+        };
         assert!(c[0].is_nan() && c[1].is_nan(), "{c:?}");
         assert_eq!(c[2], 3.0);
         assert_eq!(c[3], f32::INFINITY);

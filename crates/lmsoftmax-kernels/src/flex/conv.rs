@@ -15,13 +15,15 @@
 //! images into its own accumulator. A grouped convolution (ResNeXt's) is one such product per
 //! group, on the group's channels and weight rows. The forward is the matching `W x im2col(X_n)`, written
 //! straight into the NCHW output (flex converts to NHWC, builds 512-position tiles and scatters
-//! the result back). The input gradient stays Burn's (a transposed convolution, already a
-//! well-shaped product on flex).
+//! the result back). The input gradient stays Burn's in f32 (a transposed convolution, already
+//! a well-shaped product on flex).
 //!
 //! [`forward`] is what the networks of `lmsoftmax-models` call in place of [`Conv2d::forward`]:
 //! the same result, the same parameters and records; other backends, asymmetric padding and
 //! non-`f32` tensors take Burn's path unchanged. Inside a bf16 [`autocast`] scope the
-//! operands and the output are rounded to bf16 around the same kernels.
+//! operands and the output are rounded to bf16 around the same kernels, and on a CPU with
+//! AVX-512-BF16 the three products (forward, weight gradient, and the input gradient as
+//! `W^T x dY` scattered back by col2im) run on bf16 operands ([`super::bf16_gemm`]).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -209,7 +211,26 @@ impl Backward<Flex, 2> for FastConvBackward {
             grads.register::<Flex>(node.id, dw);
         }
         if let Some(node) = node_x {
-            let dx = <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, weight, grad, options);
+            let dx = if bf16_units_in_use()
+                && [x.dtype(), weight.dtype(), grad.dtype()] == [DType::F32; 3]
+            {
+                let dims = |t: &FlexTensor| -> [usize; 4] {
+                    std::array::from_fn(|i| t.layout().shape()[i])
+                };
+                let (x_dims, w_dims, g_dims) = (dims(&x), dims(&weight), dims(&grad));
+                let (weight, grad) = (weight.to_contiguous(), grad.to_contiguous());
+                let dx = input_grad_bf16(
+                    weight.storage::<f32>(),
+                    w_dims,
+                    grad.storage::<f32>(),
+                    g_dims,
+                    x_dims,
+                    &options,
+                );
+                FlexTensor::from_data(TensorData::new(dx, x_dims))
+            } else {
+                <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, weight, grad, options)
+            };
             grads.register::<Flex>(node.id, dx);
         }
     }
@@ -236,8 +257,9 @@ impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
     }
 }
 
-/// Whether the forward's products run on the CPU's bf16 units: inside a bf16
-/// [`autocast`] scope on a CPU with AVX-512-BF16 ([`super::bf16_gemm`]).
+/// Whether the convolutions' products (forward, weight and input gradients) run on the CPU's
+/// bf16 units: inside a bf16 [`autocast`] scope (on the thread that runs the forward or the
+/// backward) on a CPU with AVX-512-BF16 ([`super::bf16_gemm`]).
 pub fn bf16_units_in_use() -> bool {
     autocast::current() == Precision::Bf16 && super::bf16_gemm::available()
 }
@@ -324,7 +346,7 @@ pub fn forward_f32(
                         depth,
                         k2,
                         weight.as_ptr().add(group * og * k2),
-                        k2,
+                        [k2, 1],
                         cols.as_ptr(),
                         [depth, 1],
                         dst.add(group * og * depth),
@@ -565,6 +587,84 @@ impl Geometry {
     }
 }
 
+/// The input gradient of `conv2d(x, weight)` on the bf16 units (inside a bf16 autocast scope,
+/// [`bf16_units_in_use`]): per image and group, `dcols [c/groups*kh*kw, ho*wo] = W_g^T x dY_g`
+/// with bf16 operands and f32 sums, scattered back onto the input planes (col2im, f32 sums in a
+/// fixed order); the images in parallel.
+fn input_grad_bf16(
+    weight: &[f32],
+    w_dims: [usize; 4],
+    grad: &[f32],
+    g_dims: [usize; 4],
+    x_dims: [usize; 4],
+    options: &ConvOptions<2>,
+) -> Vec<f32> {
+    let g = Geometry::new(x_dims, w_dims, options);
+    let [n, c, h, w] = x_dims;
+    let [o, _, kh, kw] = w_dims;
+    let [ho, wo] = g.out;
+    let positions = ho * wo;
+    assert_eq!(g_dims, [n, o, ho, wo], "the output gradient's shape");
+    let og = o / g.groups;
+    let k2 = g.group_channels * kh * kw;
+    let mut dx = vec![0.0f32; n * c * h * w];
+    if dx.is_empty() || positions == 0 || o == 0 {
+        return dx;
+    }
+    let [sh, sw] = g.stride;
+    let [ph, pw] = g.padding;
+    let [dh, dw] = g.dilation;
+    dx.par_chunks_mut(c * h * w).enumerate().for_each_init(
+        Vec::new,
+        |dcols: &mut Vec<f32>, (img, dx_img)| {
+            dcols.resize(k2 * positions, 0.0);
+            for group in 0..g.groups {
+                // SAFETY: the group's weight rows [og, k2] read transposed (element (i, p) at
+                // i + p * k2), the image's output-gradient rows of the group [og, positions]
+                // row-major, dcols [k2, positions]; the caller checked for the bf16 units.
+                unsafe {
+                    super::bf16_gemm::gemm(
+                        k2,
+                        positions,
+                        og,
+                        weight.as_ptr().add(group * og * k2),
+                        [1, k2],
+                        grad.as_ptr().add((img * o + group * og) * positions),
+                        [positions, 1],
+                        dcols.as_mut_ptr(),
+                        positions,
+                        false,
+                        false,
+                    );
+                }
+                for rc in 0..g.group_channels {
+                    let plane = &mut dx_img[(group * g.group_channels + rc) * h * w..][..h * w];
+                    for ki in 0..kh {
+                        for kj in 0..kw {
+                            let row = &dcols[((rc * kh + ki) * kw + kj) * positions..][..positions];
+                            for oh in 0..ho {
+                                let ih = (oh * sh + ki * dh) as isize - ph as isize;
+                                if ih < 0 || ih >= h as isize {
+                                    continue;
+                                }
+                                let dst = &mut plane[ih as usize * w..][..w];
+                                let src = &row[oh * wo..][..wo];
+                                for (ow, v) in src.iter().enumerate() {
+                                    let iw = (ow * sw + kj * dw) as isize - pw as isize;
+                                    if iw >= 0 && iw < w as isize {
+                                        dst[iw as usize] += v;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    );
+    dx
+}
+
 /// Buffers reused across the chunks of one thread.
 #[derive(Default)]
 struct Scratch {
@@ -623,7 +723,7 @@ fn accumulate(
                     k2,
                     depth,
                     lhs.as_ptr().add(group * og * lhs_rs),
-                    lhs_rs,
+                    [lhs_rs, 1],
                     cols.as_ptr(),
                     [1, depth],
                     acc.as_mut_ptr().add(group * og * k2),
@@ -950,9 +1050,10 @@ mod tests {
     fn under_bf16_autocast_operands_outputs_and_gradients_are_rounded() {
         use crate::autocast::{Precision, autocast, round_to_bf16};
         let device = Device::flex().autodiff();
-        for (groups, stride, padding) in [(1, 1, 1), (2, 2, 0)] {
+        for (groups, stride, padding, dilation) in [(1, 1, 1, 1), (2, 2, 0, 1), (1, 1, 2, 2)] {
             let conv = Conv2dConfig::new([4, 6], [3, 3])
                 .with_groups(groups)
+                .with_dilation([dilation, dilation])
                 .with_stride([stride, stride])
                 .with_padding(PaddingConfig2d::Explicit(
                     padding, padding, padding, padding,
@@ -975,11 +1076,13 @@ mod tests {
                 .bias
                 .as_ref()
                 .map(|b| round_to_bf16(b.val().inner()).autodiff().require_grad());
-            let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], groups);
+            let options = ConvOptions::new([stride; 2], [padding; 2], [dilation; 2], groups);
             let yr = burn::tensor::module::conv2d(xr.clone(), wr.clone(), br.clone(), options);
             let rr = round_to_bf16(r.inner()).autodiff();
             let grads = (yr.clone() * rr).sum().backward();
-            let what = |name: &str| format!("groups {groups}, stride {stride}: {name}");
+            let what = |name: &str| {
+                format!("groups {groups}, stride {stride}, dilation {dilation}: {name}")
+            };
             assert_bf16_close(&y, &round(yr.clone()), &what("output"));
             assert_bf16_close(
                 &dx,
