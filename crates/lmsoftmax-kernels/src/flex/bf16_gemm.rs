@@ -54,7 +54,7 @@ pub fn available() -> bool {
 ///     assert_eq!(c, [-1.0, 4.5, -1.0, 9.5]);
 ///     // b read transposed, added to c
 ///     unsafe { bf16_gemm::gemm(2, 2, 2, a.as_ptr(), [2, 1], b.as_ptr(), [1, 2], c.as_mut_ptr(), 2, true, false) };
-///     assert_eq!(c, [-1.0 + 2.0, 4.5 + 3.0, -1.0 + 4.0, 9.5 + 5.0]);
+///     assert_eq!(c, [-1.0 + 2.0, 4.5 + 3.0, -1.0 + 5.0, 9.5 + 5.0]);
 /// }
 /// ```
 ///
