@@ -41,6 +41,34 @@ struct Shared<'a, F> {
     family: Option<Family<F>>,
 }
 
+impl<'a, F: Real> Shared<'a, F> {
+    /// The plan's class weights in the kernel's float type.
+    fn weight_of(plan: &LossRows) -> Option<Vec<F>> {
+        plan.weight
+            .as_ref()
+            .map(|w| w.iter().map(|&x| F::from_f64(x)).collect())
+    }
+
+    /// The constants of `plan`, with its weights from [`Shared::weight_of`].
+    fn new(plan: &LossRows, weight: Option<&'a [F]>) -> Self {
+        let classes = plan.num_classes;
+        Shared {
+            classes,
+            delta: F::from_f64(plan.delta),
+            u: F::from_f64(1.0 / (classes - 1) as f64),
+            weight,
+            weight_total: F::from_f64(
+                plan.weight
+                    .as_ref()
+                    .map_or(classes as f64, |w| w.iter().sum()),
+            ),
+            needs_reg: plan.needs_reg(),
+            needs_smooth: plan.needs_smooth(),
+            family: Family::of(plan.term),
+        }
+    }
+}
+
 /// [`RowTerm`] other than the cross-entropy, in the kernel's float type.
 #[derive(Clone, Copy)]
 enum Family<F> {
@@ -70,24 +98,8 @@ pub(crate) fn run<F: Real>(logits: &[F], plan: &LossRows, with_grad: bool) -> Ke
     let classes = plan.num_classes;
     let rows = plan.rows();
     debug_assert_eq!(logits.len(), rows * classes);
-    let weight: Option<Vec<F>> = plan
-        .weight
-        .as_ref()
-        .map(|w| w.iter().map(|&x| F::from_f64(x)).collect());
-    let shared = Shared {
-        classes,
-        delta: F::from_f64(plan.delta),
-        u: F::from_f64(1.0 / (classes - 1) as f64),
-        weight: weight.as_deref(),
-        weight_total: F::from_f64(
-            plan.weight
-                .as_ref()
-                .map_or(classes as f64, |w| w.iter().sum()),
-        ),
-        needs_reg: plan.needs_reg(),
-        needs_smooth: plan.needs_smooth(),
-        family: Family::of(plan.term),
-    };
+    let weight = Shared::<F>::weight_of(plan);
+    let shared = Shared::new(plan, weight.as_deref());
     let mut out = vec![F::ZERO; rows];
     // The gradient buffer is left uninitialised: every row writes all of its entries (pass 2 of
     // `row` runs before anything can return), which saves a zeroing pass over M x C floats.
@@ -142,7 +154,50 @@ fn finish<F>(rows: Vec<F>, grad: Option<Vec<MaybeUninit<F>>>) -> KernelOutput<F>
     KernelOutput { rows, grad }
 }
 
-/// Picks the widest instruction set this CPU has for the chunk.
+/// The instruction sets the row loop is compiled for; the loop's source is the same for each
+/// (its sums keep a fixed order), so every one gives the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isa {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Isa {
+    /// The widest this CPU has.
+    fn best() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                return Self::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Self::Avx2;
+            }
+        }
+        Self::Portable
+    }
+
+    /// Every one this CPU can run.
+    #[cfg(test)]
+    fn available() -> Vec<Self> {
+        let mut all = vec![Self::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                all.push(Self::Avx2);
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                all.push(Self::Avx512);
+            }
+        }
+        all
+    }
+}
+
+/// Runs the chunk on the widest instruction set this CPU has.
 fn rows_dispatch<F: Real>(
     z: &[F],
     plan: &LossRows,
@@ -151,11 +206,40 @@ fn rows_dispatch<F: Real>(
     out: &mut [F],
     grad: Option<&mut [MaybeUninit<F>]>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        return unsafe { rows_avx2(z, plan, first, shared, out, grad) };
+    rows_on(Isa::best(), z, plan, first, shared, out, grad)
+}
+
+/// Runs the chunk compiled for `isa`, which the CPU must have (see [`Isa::best`]).
+fn rows_on<F: Real>(
+    isa: Isa,
+    z: &[F],
+    plan: &LossRows,
+    first: usize,
+    shared: &Shared<F>,
+    out: &mut [F],
+    grad: Option<&mut [MaybeUninit<F>]>,
+) {
+    match isa {
+        Isa::Portable => rows_portable(z, plan, first, shared, out, grad),
+        // SAFETY: `isa` comes from `Isa::best` or `Isa::available`, which checked the CPU.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { rows_avx2(z, plan, first, shared, out, grad) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { rows_avx512(z, plan, first, shared, out, grad) },
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn rows_avx512<F: Real>(
+    z: &[F],
+    plan: &LossRows,
+    first: usize,
+    shared: &Shared<F>,
+    out: &mut [F],
+    grad: Option<&mut [MaybeUninit<F>]>,
+) {
     rows_portable(z, plan, first, shared, out, grad)
 }
 
@@ -255,15 +339,26 @@ fn row<F: Real>(
     } else {
         F::ZERO
     };
-    let log_total = total.ln();
-    // log-sum-exp of z' without overflow whichever of the target and the rest dominates.
-    let lse = if zy_shifted > m {
-        zy_shifted + (total * (m - zy_shifted).exp_precise()).ln_1p()
+    // log-sum-exp of z' without overflow whichever of the target and the rest dominates, and
+    // from the same exp the two probabilities' scales: `scale = e^{m - lse}` (so that
+    // `p_j = e_j scale`) and `p_y = e^{z'_y - lse}`, one exp and one log per row.
+    let (lse, scale, p_y) = if zy_shifted > m {
+        let r = (m - zy_shifted).exp_precise();
+        let inv = F::ONE / (F::ONE + total * r);
+        (zy_shifted + (total * r).ln_1p(), r * inv, inv)
     } else {
-        m + (total + (zy_shifted - m).exp_precise()).ln()
+        let t = (zy_shifted - m).exp_precise();
+        let inv = F::ONE / (total + t);
+        (m + (total + t).ln(), inv, t * inv)
     };
     if let Some(family) = s.family {
-        let sums = RowSums { m, lse, total };
+        let sums = RowSums {
+            m,
+            lse,
+            total,
+            scale,
+            p_y,
+        };
         return Some(family_row(family, z, y, sums, coef.hard, buf, write_grad));
     }
     let mut loss = coef.hard * (lse - zy_shifted);
@@ -288,8 +383,9 @@ fn row<F: Real>(
         F::ZERO
     };
     if write_grad {
-        let p_scale = (coef.hard + coef.smooth * s.weight_total) * (m - lse).exp_precise();
+        let p_scale = (coef.hard + coef.smooth * s.weight_total) * scale;
         if s.needs_reg && coef.reg != F::ZERO {
+            let log_total = total.ln();
             let g = RegGrad {
                 p_scale,
                 inv_total,
@@ -324,7 +420,6 @@ fn row<F: Real>(
                 }
             }
         }
-        let p_y = (zy_shifted - lse).exp_precise();
         let w_y = s.weight.map_or(F::ONE, |w| w[y]);
         buf[y] = (coef.hard + coef.smooth * s.weight_total) * p_y - coef.hard - coef.smooth * w_y;
     }
@@ -340,6 +435,10 @@ struct RowSums<F> {
     lse: F,
     /// `S = sum_{j != y} e^{z_j - m}`.
     total: F,
+    /// `e^{m - lse}`: `p_j = e_j scale` for `j != y`.
+    scale: F,
+    /// `p_y = e^{z_y - lse}`.
+    p_y: F,
 }
 
 /// A row's loss under one of the family's terms (`delta` is 0 for them): its value times
@@ -357,15 +456,19 @@ fn family_row<F: Real>(
     family: Family<F>,
     z: &[F],
     y: usize,
-    RowSums { m, lse, total }: RowSums<F>,
+    RowSums {
+        m,
+        lse,
+        total,
+        scale,
+        p_y,
+    }: RowSums<F>,
     hard: F,
     buf: &mut [F],
     write_grad: bool,
 ) -> F {
     let zy = z[y];
-    let scale = (m - lse).exp_precise();
     let rest = total * scale;
-    let p_y = (zy - lse).exp_precise();
     // -log p_y = log(1 + a / p_y): accurate where p_y is near 1 and lse - z_y rounds to 0
     let ce = if p_y > F::from_f64(0.5) {
         (rest / p_y).ln_1p()
@@ -431,6 +534,11 @@ impl<F: Real> RegGrad<F> {
 
 /// Scales each row of `grad` (`[M, C]`) by `upstream[n]` in place, skipping rows scaled by 1.
 pub(crate) fn scale_rows<F: Real>(grad: &mut [F], upstream: &[F], classes: usize) {
+    // The usual case (a mean or sum whose factor the plan's coefficients already hold): nothing
+    // to do, and no work handed to rayon's pool just to find that out.
+    if upstream.iter().all(|&a| a == F::ONE) {
+        return;
+    }
     let step = rows_per_task(classes);
     grad.par_chunks_mut(step * classes)
         .zip(upstream.par_chunks(step))
@@ -443,4 +551,50 @@ pub(crate) fn scale_rows<F: Real>(grad: &mut [F], upstream: &[F], classes: usize
                 }
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fused_loss::test_batches::{FAMILY, batch, family_batch};
+
+    /// Losses and gradient bits of every row on `isa`.
+    fn on<F: Real>(isa: Isa, z: &[F], plan: &LossRows) -> (Vec<F>, Vec<F>) {
+        let weight = Shared::<F>::weight_of(plan);
+        let shared = Shared::new(plan, weight.as_deref());
+        let mut out = vec![F::ZERO; plan.rows()];
+        let mut grad = uninit_vec(z.len());
+        rows_on(isa, z, plan, 0, &shared, &mut out, Some(&mut grad));
+        (out, finish(Vec::new(), Some(grad)).grad.unwrap())
+    }
+
+    /// Each compiled copy of the row loop (portable, AVX2, AVX-512 where the CPU has them) gives
+    /// the portable copy's bits, for every term, in f32 and f64, at row lengths with and without
+    /// a tail of the 16-lane loops, and a target at either end of its row.
+    #[test]
+    fn every_instruction_set_gives_the_portable_bits() {
+        let isas = Isa::available();
+        eprintln!("row loop compiled for {isas:?} on this CPU");
+        for c in [2, 10, 16, 33, 100, 1000] {
+            let mut cases = vec![batch(9, c)];
+            cases.extend(FAMILY.iter().map(|&term| family_batch(9, c, term)));
+            for (z, mut plan) in cases {
+                plan.targets[0] = 0;
+                plan.targets[2] = c - 1;
+                let z32: Vec<f32> = z.iter().map(|&v| v as f32).collect();
+                let want64 = on(Isa::Portable, &z, &plan);
+                let want32 = on(Isa::Portable, &z32, &plan);
+                for &isa in &isas[1..] {
+                    let (got, want) = (on(isa, &z, &plan), &want64);
+                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got.0), bits(&want.0), "{isa:?} f64 losses, C = {c}");
+                    assert_eq!(bits(&got.1), bits(&want.1), "{isa:?} f64 grad, C = {c}");
+                    let (got, want) = (on(isa, &z32, &plan), &want32);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got.0), bits(&want.0), "{isa:?} f32 losses, C = {c}");
+                    assert_eq!(bits(&got.1), bits(&want.1), "{isa:?} f32 grad, C = {c}");
+                }
+            }
+        }
+    }
 }
