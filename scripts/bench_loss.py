@@ -186,6 +186,17 @@ def main():
                       f"| {t['torch_ce_ms'] / ms:.2f} | {t[f'torch_{kind}_ms'] / ms:.2f} |", flush=True)
 
     print()
+    print("F.cross_entropy's time over ours, every logit-level kind (the README's table):")
+    print()
+    print("| threads | N x C | our CE | large-margin | label smoothing | focal | Poly | confidence penalty |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for threads, ours, theirs in results:
+        for o, t in zip(ours, theirs):
+            cells = [o["ce_ms"], o["fused_ms"]] + [o[f"{kind}_ms"] for kind in FAMILY]
+            print(f"| {threads} | {o['n']} x {o['c']} | "
+                  + " | ".join(f"{t['torch_ce_ms'] / ms:.2f}" for ms in cells) + " |", flush=True)
+
+    print()
     print(f"| threads | N x C x D | head | ours / our CE on the N x C logits | PyTorch same formula / ours |")
     print("|---:|---|---|---:|---:|")
     for threads, ours, theirs in results:
