@@ -230,31 +230,27 @@ fn rows_on<F: Real>(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn rows_avx512<F: Real>(
-    z: &[F],
-    plan: &LossRows,
-    first: usize,
-    shared: &Shared<F>,
-    out: &mut [F],
-    grad: Option<&mut [MaybeUninit<F>]>,
-) {
-    rows_portable(z, plan, first, shared, out, grad)
+/// Defines `$name`: [`rows_portable`] compiled with the target features `$features` (so that
+/// its inlined loops are vectorised for them); the CPU must have them.
+macro_rules! rows_compiled_for {
+    ($name:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        fn $name<F: Real>(
+            z: &[F],
+            plan: &LossRows,
+            first: usize,
+            shared: &Shared<F>,
+            out: &mut [F],
+            grad: Option<&mut [MaybeUninit<F>]>,
+        ) {
+            rows_portable(z, plan, first, shared, out, grad)
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn rows_avx2<F: Real>(
-    z: &[F],
-    plan: &LossRows,
-    first: usize,
-    shared: &Shared<F>,
-    out: &mut [F],
-    grad: Option<&mut [MaybeUninit<F>]>,
-) {
-    rows_portable(z, plan, first, shared, out, grad)
-}
+rows_compiled_for!(rows_avx512, "avx512f,avx2,fma");
+rows_compiled_for!(rows_avx2, "avx2,fma");
 
 /// Processes a chunk of rows; a row with non-finite logits gets a NaN loss.
 #[inline(always)]
