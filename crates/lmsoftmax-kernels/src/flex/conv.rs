@@ -428,7 +428,9 @@ const TARGET_DEPTH: usize = 512;
 
 /// The gradient of `conv2d(x, w)` (symmetric padding, `options.groups` groups) with respect to
 /// `w`, given `x` `[n, c, h, w]` and the output gradient `dy` `[n, o, ho, wo]`, both contiguous
-/// `f32`; returns `[o, c / groups, kh, kw]` row-major.
+/// `f32`; returns `[o, c / groups, kh, kw]` row-major. Inside a bf16 [`autocast`] scope on a
+/// CPU with AVX-512-BF16 ([`bf16_units_in_use`], read on the calling thread) the products take
+/// bf16 operands with f32 sums.
 ///
 /// ```
 /// use burn::backend::ops::ConvOptions;
@@ -484,6 +486,9 @@ pub fn weight_grad(
     } else {
         gemm::Parallelism::None
     };
+    // decided here, on the calling thread: the autocast scope is per thread, and the partitions
+    // below run on rayon's workers, which are outside it
+    let bf16_products = bf16_units_in_use();
     let partials: Vec<Vec<f32>> = chunks
         .par_chunks(per)
         .map(|part| {
@@ -499,6 +504,7 @@ pub fn weight_grad(
                     start..end,
                     &mut scratch,
                     inner,
+                    bf16_products,
                 );
             }
             acc
@@ -675,7 +681,8 @@ struct Scratch {
     packed: Vec<f32>,
 }
 
-/// `acc [o, k2] += dy[images] x im2col(x[images])^T`.
+/// `acc [o, k2] += dy[images] x im2col(x[images])^T`, on bf16 operands with `bf16_products`
+/// (the caller checked [`bf16_units_in_use`] on its own thread).
 #[allow(clippy::too_many_arguments)]
 fn accumulate(
     acc: &mut [f32],
@@ -686,6 +693,7 @@ fn accumulate(
     images: std::ops::Range<usize>,
     scratch: &mut Scratch,
     parallelism: gemm::Parallelism,
+    bf16_products: bool,
 ) {
     let [ho, wo] = g.out;
     let [kh, kw] = g.kernel;
@@ -708,7 +716,6 @@ fn accumulate(
         (&scratch.packed[..], depth)
     };
 
-    let bf16_products = bf16_units_in_use();
     for group in 0..g.groups {
         let cols = columns(x, g, group, images.clone(), &mut scratch.cols);
         // SAFETY: every pointer/stride pair addresses elements inside its slice:
@@ -969,6 +976,69 @@ mod tests {
                     assert!(run(threads) == one, "{threads} threads, n = {n}");
                 }
             }
+        }
+    }
+
+    /// Under a bf16 autocast scope on a CPU with the bf16 units, the weight gradient's products
+    /// take bf16 operands whichever thread runs them: the partitions run on rayon's workers,
+    /// outside the caller's (per-thread) scope. The operands here are not bf16 values and round
+    /// down by a fixed fraction, so an f32 product of them is far (~2e-3 relative) from the
+    /// product of their bf16 roundings, and two orders of f32 sums are not (~1e-6).
+    #[test]
+    fn under_bf16_autocast_the_weight_gradient_takes_bf16_operands_on_every_thread() {
+        use crate::autocast::autocast;
+        if !super::super::bf16_gemm::available() {
+            eprintln!("SKIPPED: this CPU has no AVX-512-BF16, the weight gradient stays f32");
+            return;
+        }
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let (n, c, o, side) = (37usize, 5usize, 6usize, 8usize);
+        let (x_dims, dy_dims) = ([n, c, side, side], [n, o, side, side]);
+        // in [1, 2) the bf16 step is 2^-7 = 0.0078: the 0.0025 above a multiple of 1/8 rounds off
+        let x: Vec<f32> = (0..n * c * side * side)
+            .map(|i| 1.0 + (i * 7 % 8) as f32 / 8.0 + 0.0025)
+            .collect();
+        let dy: Vec<f32> = (0..n * o * side * side)
+            .map(|i| 1.0 + (i * 3 % 4) as f32 / 4.0 + 0.003)
+            .collect();
+        let round = |v: &[f32]| -> Vec<f32> {
+            v.iter()
+                .map(|v| {
+                    let bits = v.to_bits();
+                    f32::from_bits(bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000)
+                })
+                .collect()
+        };
+        let (xr, dyr) = (round(&x), round(&dy));
+        let grad = |x: &[f32], dy: &[f32]| weight_grad(x, x_dims, dy, dy_dims, [3, 3], &options);
+        let want = grad(&xr, &dyr);
+        let plain = grad(&x, &dy);
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let off = |got: &[f32]| {
+            got.iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w).abs() / scale)
+                .fold(0f32, f32::max)
+        };
+        assert!(
+            off(&plain) > 1e-3,
+            "the test's operands do not tell the paths apart"
+        );
+        let bf16_grad = || {
+            let _bf16 = autocast(Precision::Bf16);
+            grad(&x, &dy)
+        };
+        // from a thread outside rayon's pool (as training calls it), and from inside pools of
+        // several sizes; the same bits every time
+        let outside = bf16_grad();
+        assert!(
+            off(&outside) < 1e-5,
+            "off by {} of the largest value",
+            off(&outside)
+        );
+        for threads in [1, 2, 3] {
+            let inside = crate::testing::with_threads(threads, bf16_grad);
+            assert!(inside == outside, "{threads} threads");
         }
     }
 
