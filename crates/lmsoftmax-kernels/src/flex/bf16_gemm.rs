@@ -114,6 +114,11 @@ mod x86 {
     // SAFETY: as above.
     unsafe impl Sync for Shared {}
 
+    thread_local! {
+        /// The last product's packed `a` on this thread, kept for the next one's.
+        static PACKED_A: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+
     #[derive(Clone, Copy)]
     struct Input(*const f32);
     // SAFETY: the inputs are only read while `gemm` runs.
@@ -215,9 +220,15 @@ mod x86 {
     }
 
     /// Packs rows `i0 .. i0 + MR` of `a`, pairs `p0 .. p0 + pc` of `k`: pair `p`, row `i` at
-    /// `p * MR + i`, holding `(a[i][2p], a[i][2p + 1])`; missing rows are zero.
-    fn pack_a(
-        a: Input,
+    /// `p * MR + i`, holding `(a[i][2p], a[i][2p + 1])`; missing rows and columns are zero.
+    ///
+    /// With `MR` whole rows, the whole pairs take vector paths: one step per pair when the
+    /// rows are contiguous (`a` read transposed), eight pairs of one row per conversion when
+    /// the columns are; the rest (and an odd `k`'s last pair) is packed one value at a time.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pack_a(
+        a: *const f32,
         [rs, cs]: [usize; 2],
         [m, k]: [usize; 2],
         p0: usize,
@@ -225,14 +236,64 @@ mod x86 {
         i0: usize,
         out: &mut [u32],
     ) {
-        for p in 0..pc {
+        // the pairs whose two columns are both below k
+        let whole = if i0 + MR <= m {
+            pc.min((k / 2).saturating_sub(p0))
+        } else {
+            0
+        };
+        if rs == 1 {
+            // column 2p's MR rows and column 2p + 1's in one vector, rounded, interleaved
+            for p in 0..whole {
+                let kk = 2 * (p0 + p);
+                // SAFETY: rows i0 .. i0 + MR <= m of columns kk, kk + 1 < k are in a; out
+                // holds pc * MR lanes.
+                unsafe {
+                    let lo = _mm256_loadu_ps(a.add(i0 + kk * cs));
+                    let hi = _mm256_loadu_ps(a.add(i0 + (kk + 1) * cs));
+                    let both = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo), hi);
+                    let r = round16(_mm512_castps_si512(both), false);
+                    let pair = _mm256_or_si256(
+                        _mm512_castsi512_si256(r),
+                        _mm256_slli_epi32::<16>(_mm512_extracti64x4_epi64::<1>(r)),
+                    );
+                    _mm256_storeu_si256(out.as_mut_ptr().add(p * MR) as *mut _, pair);
+                }
+            }
+        } else if cs == 1 && whole > 0 {
+            // eight pairs of one row per vcvtneps2bf16 (to nearest even, NaN kept)
+            let vectors = whole / 8 * 8;
+            for i in 0..MR {
+                // SAFETY: row i0 + i < m holds columns up to 2 (p0 + whole) <= k.
+                let row = unsafe { a.add((i0 + i) * rs + 2 * p0) };
+                for p in (0..vectors).step_by(8) {
+                    let mut pairs = [0u32; 8];
+                    // SAFETY: columns 2 (p0 + p) .. + 16 <= k of the row.
+                    unsafe {
+                        let v = _mm512_loadu_ps(row.add(2 * p));
+                        let packed: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+                        _mm256_storeu_si256(pairs.as_mut_ptr() as *mut _, packed);
+                    }
+                    for (q, pair) in pairs.iter().enumerate() {
+                        out[(p + q) * MR + i] = *pair;
+                    }
+                }
+                for p in vectors..whole {
+                    // SAFETY: columns 2 (p0 + p), + 1 < k of the row.
+                    let (lo, hi) = unsafe { (*row.add(2 * p), *row.add(2 * p + 1)) };
+                    out[p * MR + i] = to_bf16_bits(lo) | (to_bf16_bits(hi) << 16);
+                }
+            }
+        }
+        let vectorised = if rs == 1 || cs == 1 { whole } else { 0 };
+        for p in vectorised..pc {
             let kk = 2 * (p0 + p);
             for i in 0..MR {
                 let row = i0 + i;
-                // SAFETY: in bounds by the checks.
                 let at = |col: usize| {
                     if row < m && col < k {
-                        to_bf16_bits(unsafe { *a.0.add(row * rs + col * cs) })
+                        // SAFETY: row < m and col < k: an element of a.
+                        to_bf16_bits(unsafe { *a.add(row * rs + col * cs) })
                     } else {
                         0
                     }
@@ -331,11 +392,16 @@ mod x86 {
         let pairs = k.div_ceil(2);
         let row_blocks = m.div_ceil(MR);
         let strips = n.div_ceil(NR);
-        let mut apack = vec![0u32; row_blocks * KC * MR];
+        // the packed rows of a, in this thread's buffer (taken out while in use: a rayon
+        // thread waiting on this product's columns may run another product meanwhile)
+        let mut apack = PACKED_A.with(|cell| cell.take());
+        apack.resize(row_blocks * KC.min(pairs) * MR, 0);
         for (block, p0) in (0..pairs).step_by(KC).enumerate() {
             let pc = KC.min(pairs - p0);
             for (rb, out) in apack.chunks_mut(pc * MR).take(row_blocks).enumerate() {
-                pack_a(a, a_strides, [m, k], p0, pc, rb * MR, out);
+                // SAFETY: a is [m, k] with these strides (the contract); the CPU has AVX-512
+                // F and BF16; out holds pc * MR lanes.
+                unsafe { pack_a(a.0, a_strides, [m, k], p0, pc, rb * MR, out) };
             }
             let apack = &apack;
             let columns = |range: std::ops::Range<usize>| {
@@ -373,6 +439,7 @@ mod x86 {
                 columns(0..strips);
             }
         }
+        PACKED_A.with(|cell| cell.replace(apack));
     }
 }
 
