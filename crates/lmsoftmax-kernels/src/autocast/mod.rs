@@ -43,6 +43,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cpu::CpuFeatures;
 
+mod rounding;
+
 /// The precision of the convolutions and matrix products of a forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -140,11 +142,15 @@ impl Drop for AutocastGuard {
 /// kept), still as `f32`; in an autodiff graph the gradient flowing back through it is rounded
 /// the same way. Tensors of other dtypes are returned as they are.
 ///
-/// The rounding is the backend's own cast to bf16 and back: on flex it runs on the CPU; GPU
-/// backends without a bf16 type (wgpu) cannot run it.
+/// On flex it is one backend operation, one pass in place where the tensor's memory is its own;
+/// elsewhere the backend's own cast to bf16 and back (GPU backends without a bf16 type, wgpu,
+/// cannot run it).
 pub fn round_to_bf16<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if x.dtype() != DType::F32 {
         return x;
+    }
+    if rounding::runs_on(&x) {
+        return rounding::round(x);
     }
     x.cast(FloatDType::BF16).cast(FloatDType::F32)
 }
