@@ -91,6 +91,94 @@ pub unsafe fn gemm(
     }
 }
 
+/// An `[m, k]` matrix rounded to bf16 and packed once, for several products with it
+/// ([`gemm_packed`]): a convolution's weights against every image of a batch.
+///
+/// ```
+/// use lmsoftmax_kernels::flex::bf16_gemm::{self, PackedA};
+/// if bf16_gemm::available() {
+///     let a = [1.0, 2.0, 3.0, 4.0]; // [2, 2]
+///     // SAFETY: a [2, 2] row-major matrix; the CPU has the units.
+///     let packed = unsafe { PackedA::new(2, 2, a.as_ptr(), [2, 1]) };
+///     // the identity, then the swap of the two columns
+///     for (b, want) in [([1.0, 0.0, 0.0, 1.0], [1.0, 2.0, 3.0, 4.0]), ([0.0, 1.0, 1.0, 0.0], [2.0, 1.0, 4.0, 3.0])] {
+///         let mut c = [0.0f32; 4];
+///         // SAFETY: b and c are [2, 2] with row stride 2.
+///         unsafe { bf16_gemm::gemm_packed(&packed, 2, b.as_ptr(), [2, 1], c.as_mut_ptr(), 2, false, false) };
+///         assert_eq!(c, want);
+///     }
+/// }
+/// ```
+pub struct PackedA {
+    m: usize,
+    k: usize,
+    lanes: Vec<u32>,
+}
+
+impl PackedA {
+    /// `a` `[m, k]`, element `(i, p)` at `a[i * a_strides[0] + p * a_strides[1]]`, packed.
+    ///
+    /// # Safety
+    /// [`available`] must be true and `a` point to a matrix of that shape and strides.
+    pub unsafe fn new(m: usize, k: usize, a: *const f32, a_strides: [usize; 2]) -> PackedA {
+        let mut lanes = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as this function's contract.
+        unsafe {
+            x86::pack_all(a, a_strides, [m, k], &mut lanes)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (a, a_strides);
+            unreachable!("bf16_gemm::PackedA without AVX-512-BF16: check available() first");
+        }
+        PackedA { m, k, lanes }
+    }
+
+    /// `[m, k]`.
+    pub fn dims(&self) -> [usize; 2] {
+        [self.m, self.k]
+    }
+}
+
+/// [`gemm`] with an `a` packed beforehand: `c = a x b` (`+=` with `accumulate`) for `b`
+/// `[k, n]` (strides as in [`gemm`]) and row-major `c` `[m, n]` with row stride `ldc`.
+///
+/// # Safety
+/// As [`gemm`]: `b` and `c` must point to matrices of the given shapes (`ldc >= n`), `c`
+/// overlapping neither `b` nor anything the packed matrix was read from.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_packed(
+    a: &PackedA,
+    n: usize,
+    b: *const f32,
+    b_strides: [usize; 2],
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as this function's contract; a was packed on a CPU with the units (its `new`).
+    unsafe {
+        x86::product(
+            &a.lanes,
+            [a.m, n, a.k],
+            b,
+            b_strides,
+            c,
+            ldc,
+            accumulate,
+            parallel,
+        )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (a, n, b, b_strides, c, ldc, accumulate, parallel);
+        unreachable!("bf16_gemm::gemm_packed without AVX-512-BF16: check available() first");
+    }
+}
+
 /// The bf16 bits of `v`, rounded to nearest, ties to even; NaN stays a (quiet) NaN.
 fn to_bf16_bits(v: f32) -> u32 {
     if v.is_nan() {
@@ -113,11 +201,6 @@ mod x86 {
     unsafe impl Send for Shared {}
     // SAFETY: as above.
     unsafe impl Sync for Shared {}
-
-    thread_local! {
-        /// The last product's packed `a` on this thread, kept for the next one's.
-        static PACKED_A: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
-    }
 
     #[derive(Clone, Copy)]
     struct Input(*const f32);
@@ -251,8 +334,11 @@ mod x86 {
                 unsafe {
                     let lo = _mm256_loadu_ps(a.add(i0 + kk * cs));
                     let hi = _mm256_loadu_ps(a.add(i0 + (kk + 1) * cs));
-                    let both = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo), hi);
-                    let r = round16(_mm512_castps_si512(both), false);
+                    let both = _mm512_inserti64x4::<1>(
+                        _mm512_castsi256_si512(_mm256_castps_si256(lo)),
+                        _mm256_castps_si256(hi),
+                    );
+                    let r = round16(both, false);
                     let pair = _mm256_or_si256(
                         _mm512_castsi512_si256(r),
                         _mm256_slli_epi32::<16>(_mm512_extracti64x4_epi64::<1>(r)),
@@ -364,13 +450,41 @@ mod x86 {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn gemm(
-        m: usize,
-        n: usize,
-        k: usize,
+    /// Every block of `a` `[m, k]` packed into `out`: the block of pairs `p0 .. p0 + pc` at
+    /// `row_blocks * MR * p0`, its row block `rb` `rb * pc * MR` further on.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and BF16; `a` is an `[m, k]` matrix with these strides.
+    pub(super) unsafe fn pack_all(
         a: *const f32,
         a_strides: [usize; 2],
+        [m, k]: [usize; 2],
+        out: &mut Vec<u32>,
+    ) {
+        let pairs = k.div_ceil(2);
+        let row_blocks = m.div_ceil(MR);
+        out.clear();
+        out.resize(row_blocks * pairs * MR, 0);
+        for p0 in (0..pairs).step_by(KC) {
+            let pc = KC.min(pairs - p0);
+            let block = &mut out[row_blocks * MR * p0..][..row_blocks * pc * MR];
+            for (rb, lanes) in block.chunks_mut(pc * MR).enumerate() {
+                // SAFETY: as this function's contract; lanes holds pc * MR values.
+                unsafe { pack_a(a, a_strides, [m, k], p0, pc, rb * MR, lanes) };
+            }
+        }
+    }
+
+    /// `c = apack x b` (`+=` with `accumulate`) for `apack` an `[m, k]` matrix packed by
+    /// [`pack_all`].
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and BF16; `b` is a `[k, n]` matrix with these strides, `c` a
+    /// row-major `[m, n]` one with row stride `ldc >= n` that overlaps neither.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn product(
+        apack: &[u32],
+        [m, n, k]: [usize; 3],
         b: *const f32,
         b_strides: [usize; 2],
         c: *mut f32,
@@ -381,7 +495,7 @@ mod x86 {
         if m == 0 || n == 0 || (k == 0 && accumulate) {
             return;
         }
-        let (a, b, c) = (Input(a), Input(b), Shared(c));
+        let (b, c) = (Input(b), Shared(c));
         if k == 0 {
             for r in 0..m {
                 // SAFETY: row r of c, n columns.
@@ -392,25 +506,16 @@ mod x86 {
         let pairs = k.div_ceil(2);
         let row_blocks = m.div_ceil(MR);
         let strips = n.div_ceil(NR);
-        // the packed rows of a, in this thread's buffer (taken out while in use: a rayon
-        // thread waiting on this product's columns may run another product meanwhile)
-        let mut apack = PACKED_A.with(|cell| cell.take());
-        apack.resize(row_blocks * KC.min(pairs) * MR, 0);
         for (block, p0) in (0..pairs).step_by(KC).enumerate() {
             let pc = KC.min(pairs - p0);
-            for (rb, out) in apack.chunks_mut(pc * MR).take(row_blocks).enumerate() {
-                // SAFETY: a is [m, k] with these strides (the contract); the CPU has AVX-512
-                // F and BF16; out holds pc * MR lanes.
-                unsafe { pack_a(a.0, a_strides, [m, k], p0, pc, rb * MR, out) };
-            }
-            let apack = &apack;
+            let apack = &apack[row_blocks * MR * p0..][..row_blocks * pc * MR];
             let columns = |range: std::ops::Range<usize>| {
                 // the wrappers whole, not their raw-pointer fields (which are not Sync)
                 let (b, c) = (b, c);
                 let mut bpack = vec![0u32; pc * NR];
                 for strip in range {
                     let j0 = strip * NR;
-                    // SAFETY: b is [k, n] with row stride ldb; c as the contract; the CPU has
+                    // SAFETY: b is [k, n] with its strides; c as the contract; the CPU has
                     // AVX-512 F and BF16 (the contract); this range's columns are its own.
                     unsafe {
                         pack_b(b.0, b_strides, [k, n], p0, pc, j0, &mut bpack);
@@ -438,6 +543,48 @@ mod x86 {
             } else {
                 columns(0..strips);
             }
+        }
+    }
+
+    thread_local! {
+        /// The last product's packed `a` on this thread, kept for the next one's.
+        static PACKED_A: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+
+    /// [`super::gemm`]: `a` packed into this thread's buffer, then the product.
+    ///
+    /// # Safety
+    /// As [`super::gemm`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn gemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: *const f32,
+        a_strides: [usize; 2],
+        b: *const f32,
+        b_strides: [usize; 2],
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+        parallel: bool,
+    ) {
+        // taken out of the cell while in use: a rayon thread waiting on this product's
+        // columns may run another product meanwhile
+        let mut apack = PACKED_A.with(|cell| cell.take());
+        // SAFETY: as this function's contract.
+        unsafe {
+            pack_all(a, a_strides, [m, k], &mut apack);
+            product(
+                &apack,
+                [m, n, k],
+                b,
+                b_strides,
+                c,
+                ldc,
+                accumulate,
+                parallel,
+            );
         }
         PACKED_A.with(|cell| cell.replace(apack));
     }
@@ -578,6 +725,54 @@ mod tests {
                     "[{m}, {n}, {k}] transposed: {t} vs 2 x {once}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_packed_once_gives_each_product_the_bits_of_a_packing_per_product() {
+        if skip() {
+            return;
+        }
+        // a read transposed (as the input gradient reads the weights), tails in m and k
+        let (m, k) = (45, 2 * KC + 5);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 613) % 1009) as f32 / 199.0 - 2.5)
+            .collect();
+        // SAFETY: element (i, p) at a[i + p * m]: [m, k] in m * k values; the CPU has the units.
+        let packed = unsafe { PackedA::new(m, k, a.as_ptr(), [1, m]) };
+        assert_eq!(packed.dims(), [m, k]);
+        for (n, seed) in [(70, 3), (33, 11)] {
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * seed * 7) % 883) as f32 / 173.0 - 2.2)
+                .collect();
+            let (mut once, mut each) = (vec![0f32; m * n], vec![0f32; m * n]);
+            // SAFETY: b is [k, n] row-major, the outputs [m, n].
+            unsafe {
+                gemm_packed(
+                    &packed,
+                    n,
+                    b.as_ptr(),
+                    [n, 1],
+                    once.as_mut_ptr(),
+                    n,
+                    false,
+                    true,
+                );
+                gemm(
+                    m,
+                    n,
+                    k,
+                    a.as_ptr(),
+                    [1, m],
+                    b.as_ptr(),
+                    [n, 1],
+                    each.as_mut_ptr(),
+                    n,
+                    false,
+                    false,
+                );
+            }
+            assert_eq!(once, each, "n = {n}");
         }
     }
 

@@ -620,21 +620,41 @@ fn input_grad_bf16(
     let [sh, sw] = g.stride;
     let [ph, pw] = g.padding;
     let [dh, dw] = g.dilation;
+    // each group's weights [og, k2], read transposed (element (i, p) at i + p * k2), packed
+    // once for every image
+    let packed: Vec<super::bf16_gemm::PackedA> = (0..g.groups)
+        // SAFETY: the group's og rows of k2 weights are in `weight`; the caller checked for the
+        // bf16 units.
+        .map(|group| unsafe {
+            super::bf16_gemm::PackedA::new(k2, og, weight.as_ptr().add(group * og * k2), [1, k2])
+        })
+        .collect();
+    // the output columns ow whose input column ow * sw + kj * dw - pw falls inside [0, w)
+    let valid_columns = |kj: usize| -> std::ops::Range<usize> {
+        let offset = (kj * dw) as isize - pw as isize;
+        let first = if offset >= 0 {
+            0
+        } else {
+            (-offset as usize).div_ceil(sw)
+        };
+        let end = if (w as isize) > offset {
+            ((w as isize - offset) as usize).div_ceil(sw).min(wo)
+        } else {
+            0
+        };
+        first.min(end)..end
+    };
     dx.par_chunks_mut(c * h * w).enumerate().for_each_init(
         Vec::new,
         |dcols: &mut Vec<f32>, (img, dx_img)| {
             dcols.resize(k2 * positions, 0.0);
-            for group in 0..g.groups {
-                // SAFETY: the group's weight rows [og, k2] read transposed (element (i, p) at
-                // i + p * k2), the image's output-gradient rows of the group [og, positions]
-                // row-major, dcols [k2, positions]; the caller checked for the bf16 units.
+            for (group, weights) in packed.iter().enumerate() {
+                // SAFETY: the image's output-gradient rows of the group [og, positions]
+                // row-major, dcols [k2, positions].
                 unsafe {
-                    super::bf16_gemm::gemm(
-                        k2,
+                    super::bf16_gemm::gemm_packed(
+                        weights,
                         positions,
-                        og,
-                        weight.as_ptr().add(group * og * k2),
-                        [1, k2],
                         grad.as_ptr().add((img * o + group * og) * positions),
                         [positions, 1],
                         dcols.as_mut_ptr(),
@@ -648,17 +668,25 @@ fn input_grad_bf16(
                     for ki in 0..kh {
                         for kj in 0..kw {
                             let row = &dcols[((rc * kh + ki) * kw + kj) * positions..][..positions];
+                            let columns = valid_columns(kj);
+                            if columns.is_empty() {
+                                continue;
+                            }
+                            // input column of the first valid output column
+                            let iw0 = columns.start * sw + kj * dw - pw;
                             for oh in 0..ho {
                                 let ih = (oh * sh + ki * dh) as isize - ph as isize;
                                 if ih < 0 || ih >= h as isize {
                                     continue;
                                 }
                                 let dst = &mut plane[ih as usize * w..][..w];
-                                let src = &row[oh * wo..][..wo];
-                                for (ow, v) in src.iter().enumerate() {
-                                    let iw = (ow * sw + kj * dw) as isize - pw as isize;
-                                    if iw >= 0 && iw < w as isize {
-                                        dst[iw as usize] += v;
+                                let src = &row[oh * wo..][columns.clone()];
+                                if sw == 1 {
+                                    let dst = &mut dst[iw0..][..src.len()];
+                                    dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
+                                } else {
+                                    for (q, v) in src.iter().enumerate() {
+                                        dst[iw0 + q * sw] += v;
                                     }
                                 }
                             }
@@ -1120,7 +1148,13 @@ mod tests {
     fn under_bf16_autocast_operands_outputs_and_gradients_are_rounded() {
         use crate::autocast::{Precision, autocast, round_to_bf16};
         let device = Device::flex().autodiff();
-        for (groups, stride, padding, dilation) in [(1, 1, 1, 1), (2, 2, 0, 1), (1, 1, 2, 2)] {
+        for (groups, stride, padding, dilation) in [
+            (1, 1, 1, 1),
+            (2, 2, 0, 1),
+            (1, 1, 2, 2),
+            (1, 2, 1, 1),
+            (2, 3, 2, 2),
+        ] {
             let conv = Conv2dConfig::new([4, 6], [3, 3])
                 .with_groups(groups)
                 .with_dilation([dilation, dilation])
