@@ -317,6 +317,23 @@ pub fn forward_f32(
         gemm::Parallelism::None
     };
     let bf16_products = bf16_units_in_use();
+    // with the bf16 units, each group's weights [og, k2] packed once for every chunk of images
+    let packed_weights: Vec<super::bf16_gemm::PackedA> = if bf16_products {
+        (0..geometry.groups)
+            // SAFETY: the group's og rows of k2 weights, row-major, are in `weight`; the bf16
+            // units are there (bf16_units_in_use).
+            .map(|group| unsafe {
+                super::bf16_gemm::PackedA::new(
+                    og,
+                    k2,
+                    weight.as_ptr().add(group * og * k2),
+                    [k2, 1],
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let run = |(chunk, out): (usize, &mut [f32]), scratch: &mut Scratch| {
         let images = chunk * per_product..((chunk + 1) * per_product).min(n);
         let count = images.len();
@@ -340,13 +357,10 @@ pub fn forward_f32(
             // rows, [og, k2] row-major; rhs the group's im2col matrix [k2, depth] row-major.
             // With bf16 units under a bf16 autocast scope, the same product on bf16 operands.
             unsafe {
-                if bf16_products {
-                    super::bf16_gemm::gemm(
-                        og,
+                if let Some(weights) = packed_weights.get(group) {
+                    super::bf16_gemm::gemm_packed(
+                        weights,
                         depth,
-                        k2,
-                        weight.as_ptr().add(group * og * k2),
-                        [k2, 1],
                         cols.as_ptr(),
                         [depth, 1],
                         dst.add(group * og * depth),
@@ -871,6 +885,18 @@ fn im2col_row(
     } else {
         0
     };
+    if sh == 1 && sw == 1 && wo == w && first < last {
+        shifted_plane(
+            plane,
+            [h, w],
+            dst,
+            ho,
+            [first, last],
+            ki * dh,
+            [ph as isize, col_offset],
+        );
+        return;
+    }
     for oh in 0..ho {
         let out = &mut dst[oh * wo..(oh + 1) * wo];
         let ih = (oh * sh + ki * dh) as isize - ph as isize;
@@ -889,6 +915,49 @@ fn im2col_row(
             for (k, v) in out[first..last].iter_mut().enumerate() {
                 *v = row[(start + (k * sw) as isize) as usize];
             }
+        }
+    }
+}
+
+/// [`im2col_row`] at stride 1 with output rows as wide as the input's (`same` padding): the
+/// segment is the plane shifted by `(row_offset - ph) * w + col_offset`, so one copy of the
+/// rows that fall inside it, then zeros over the rows outside and each row's padded columns
+/// (`..first` and `last..`, which the shifted copy filled from the neighbouring rows).
+#[allow(clippy::too_many_arguments)]
+fn shifted_plane(
+    plane: &[f32],
+    [h, w]: [usize; 2],
+    dst: &mut [f32],
+    ho: usize,
+    [first, last]: [usize; 2],
+    row_offset: usize,
+    [ph, col_offset]: [isize; 2],
+) {
+    // output rows oh whose input row oh + row_offset - ph lies inside [0, h)
+    let shift = row_offset as isize - ph;
+    let top = (-shift).clamp(0, ho as isize) as usize;
+    let bottom = (h as isize - shift).clamp(top as isize, ho as isize) as usize;
+    dst[..top * w].fill(0.0);
+    dst[bottom * w..ho * w].fill(0.0);
+    if top == bottom {
+        return;
+    }
+    // dst[oh * w + ow] = plane[(oh + shift) * w + ow + col_offset] for the valid (oh, ow)
+    let begin = top * w + first;
+    let end = (bottom - 1) * w + last;
+    let src = ((top as isize + shift) * w as isize + first as isize + col_offset) as usize;
+    dst[begin..end].copy_from_slice(&plane[src..src + (end - begin)]);
+    for oh in top..bottom {
+        let row = &mut dst[oh * w..(oh + 1) * w];
+        match first {
+            0 => {}
+            1 => row[0] = 0.0,
+            _ => row[..first].fill(0.0),
+        }
+        match w - last {
+            0 => {}
+            1 => row[w - 1] = 0.0,
+            _ => row[last..].fill(0.0),
         }
     }
 }
