@@ -19,7 +19,7 @@ pub const NR: usize = 32;
 /// Pairs of `k` per packed block (1,024 bytes of a packed `b` row pair strip: 32 KiB a strip).
 pub const KC: usize = 256;
 
-/// Whether this CPU runs [`gemm`]: x86-64 with AVX-512 F and AVX-512-BF16.
+/// Whether this CPU runs [`gemm()`]: x86-64 with AVX-512 F and AVX-512-BF16.
 ///
 /// ```
 /// // false on CPUs without AVX-512-BF16 (and off x86-64): callers take the f32 path there
@@ -141,11 +141,11 @@ impl PackedA {
     }
 }
 
-/// [`gemm`] with an `a` packed beforehand: `c = a x b` (`+=` with `accumulate`) for `b`
-/// `[k, n]` (strides as in [`gemm`]) and row-major `c` `[m, n]` with row stride `ldc`.
+/// [`gemm()`] with an `a` packed beforehand: `c = a x b` (`+=` with `accumulate`) for `b`
+/// `[k, n]` (strides as in [`gemm()`]) and row-major `c` `[m, n]` with row stride `ldc`.
 ///
 /// # Safety
-/// As [`gemm`]: `b` and `c` must point to matrices of the given shapes (`ldc >= n`), `c`
+/// As [`gemm()`]: `b` and `c` must point to matrices of the given shapes (`ldc >= n`), `c`
 /// overlapping neither `b` nor anything the packed matrix was read from.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm_packed(

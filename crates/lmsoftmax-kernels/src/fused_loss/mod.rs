@@ -5,7 +5,7 @@
 //! `lmsoftmax-loss` fills it in and tests the result against its composed ops.
 //!
 //! Two kernels implement it: [`crate::flex`]'s for the flex CPU backend (f32 and f64, SIMD and
-//! rayon) and, with the `wgpu`, `cuda` or `rocm` feature, [`crate::cube`]'s CubeCL kernel for
+//! rayon) and, with the `wgpu`, `cuda` or `rocm` feature, the `cube` module's CubeCL kernel for
 //! Burn's cubecl backend (f32). [`runs_on`] says which devices and dtypes they take.
 
 mod input;
