@@ -41,12 +41,36 @@ pub fn try_wgpu_device(kind: DeviceKind) -> Result<Device, String> {
     }
 }
 
-/// For the test suites: the default wgpu device with autodiff, or `None` after saying on
+/// `device` if it runs an `f64` kernel (the test suites compare in `f64` on the device), or why
+/// not: wgpu's OpenGL adapter, which it falls back to without a Vulkan driver, has no `f64` in
+/// its shaders.
+fn runs_f64(device: Device) -> Result<Device, String> {
+    let probe = std::panic::catch_unwind({
+        let device = device.clone();
+        move || {
+            Tensor::<1>::ones([4], &device)
+                .cast(burn::tensor::DType::F64)
+                .sum()
+                .into_data()
+                .try_to_vec::<f64>()
+        }
+    });
+    match probe {
+        Ok(Ok(sum)) if sum == [4.0] => Ok(device),
+        _ => Err(format!(
+            "{device:?} cannot run f64 kernels (wgpu's OpenGL fallback adapter, without a Vulkan \
+             driver, has no f64), and the wgpu tests compare in f64; on Debian, `apt-get \
+             install mesa-vulkan-drivers libvulkan1` adds lavapipe, a software Vulkan device"
+        )),
+    }
+}
+
+/// For the test suites: the default wgpu device with autodiff (one that runs `f64`), or `None` after saying on
 /// stderr that the wgpu tests are skipped and why. With `LMSOFTMAX_REQUIRE_GPU=1` (as CI sets
 /// it after installing lavapipe) a missing device panics instead.
 #[doc(hidden)]
 pub fn wgpu_test_device() -> Option<Device> {
-    match try_wgpu_device(DeviceKind::DefaultDevice) {
+    match try_wgpu_device(DeviceKind::DefaultDevice).and_then(runs_f64) {
         Ok(device) => Some(device.autodiff()),
         Err(why) if std::env::var_os("LMSOFTMAX_REQUIRE_GPU").is_some_and(|v| v == "1") => {
             panic!("LMSOFTMAX_REQUIRE_GPU=1: {why}")
