@@ -164,8 +164,7 @@ pub unsafe fn gemm_packed(
         x86::product(
             &a.lanes,
             [a.m, n, a.k],
-            b,
-            b_strides,
+            x86::BSource::strided(b, b_strides),
             c,
             ldc,
             accumulate,
@@ -176,6 +175,145 @@ pub unsafe fn gemm_packed(
     {
         let _ = (a, n, b, b_strides, c, ldc, accumulate, parallel);
         unreachable!("bf16_gemm::gemm_packed without AVX-512-BF16: check available() first");
+    }
+}
+
+/// A `[k, n]` matrix `b` that is a stack of shifted, masked image planes, read in place: the
+/// im2col matrix of a stride-1 convolution whose output rows are as wide as its input's, without
+/// building it. Row `r` is channel `r / taps` and tap `r % taps`; column `slot * positions + q` is
+/// position `q` of image `slot`; the element is
+/// `x[slot * image_stride + channel * plane + q + shifts[tap]]` where bit `q % 16` of
+/// `masks[tap * positions / 16 + q / 16]` is set, and zero where it is not (the padding).
+///
+/// ```
+/// use lmsoftmax_kernels::flex::bf16_gemm::{self, PackedA, ShiftedPlanes};
+/// if bf16_gemm::available() {
+///     // one image, one channel, 16 positions; tap 0: the plane itself; tap 1: shifted by one,
+///     // the last position masked off
+///     let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
+///     let planes = ShiftedPlanes::new(&x, 16, 16, 1, 1, 16, vec![0, 1], vec![0xffff, 0x7fff]);
+///     let a = [1.0, 10.0]; // [1, 2]: row 0 + 10 x row 1
+///     // SAFETY: a is [1, 2] row-major; the CPU has the units.
+///     let packed = unsafe { PackedA::new(1, 2, a.as_ptr(), [2, 1]) };
+///     let mut c = [0f32; 16];
+///     // SAFETY: c is [1, 16].
+///     unsafe { bf16_gemm::gemm_shifted(&packed, &planes, c.as_mut_ptr(), 16, false, false) };
+///     assert_eq!(c[0], 0.0 + 10.0 * 1.0);
+///     assert_eq!(c[15], 15.0); // the masked tap adds nothing
+/// }
+/// ```
+pub struct ShiftedPlanes<'a> {
+    x: &'a [f32],
+    image_stride: usize,
+    plane: usize,
+    channels: usize,
+    images: usize,
+    positions: usize,
+    shifts: Vec<isize>,
+    masks: Vec<u16>,
+}
+
+impl<'a> ShiftedPlanes<'a> {
+    /// The matrix of `channels * shifts.len()` rows and `images * positions` columns over `x`.
+    ///
+    /// # Panics
+    /// If `positions` is not a positive multiple of 16, `masks` does not hold
+    /// `shifts.len() * positions / 16` masks, or an element a mask enables lies outside `x`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        x: &'a [f32],
+        image_stride: usize,
+        plane: usize,
+        channels: usize,
+        images: usize,
+        positions: usize,
+        shifts: Vec<isize>,
+        masks: Vec<u16>,
+    ) -> Self {
+        assert!(
+            positions > 0 && positions.is_multiple_of(16),
+            "positions ({positions}) must be a positive multiple of 16"
+        );
+        let chunks = positions / 16;
+        assert_eq!(
+            masks.len(),
+            shifts.len() * chunks,
+            "one mask per tap and 16 positions"
+        );
+        if channels > 0 && images > 0 {
+            // the lowest and highest element an enabled lane reads, over every tap
+            let last_base = (images - 1) * image_stride + (channels - 1) * plane;
+            for (tap, shift) in shifts.iter().enumerate() {
+                for (chunk, mask) in masks[tap * chunks..][..chunks].iter().enumerate() {
+                    for lane in (0..16).filter(|l| mask >> l & 1 == 1) {
+                        let q = (chunk * 16 + lane) as isize + shift;
+                        assert!(
+                            q >= 0
+                                && (last_base as isize + q) < x.len() as isize
+                                && q < plane as isize,
+                            "tap {tap} reads position {q} outside its plane of {plane} values"
+                        );
+                    }
+                }
+            }
+        }
+        ShiftedPlanes {
+            x,
+            image_stride,
+            plane,
+            channels,
+            images,
+            positions,
+            shifts,
+            masks,
+        }
+    }
+
+    /// `[k, n]`: rows (channels times taps) and columns (images times positions).
+    pub fn dims(&self) -> [usize; 2] {
+        [
+            self.channels * self.shifts.len(),
+            self.images * self.positions,
+        ]
+    }
+}
+
+/// `c = a x b` (`+=` with `accumulate`) for `b` given as [`ShiftedPlanes`] (`[k, n]` with `k` the
+/// packed `a`'s columns) and row-major `c` `[m, n]` with row stride `ldc`; as [`gemm_packed`].
+///
+/// # Safety
+/// [`available`] must be true; `c` must point to an `[m, n]` matrix (`ldc >= n`) overlapping
+/// neither input.
+///
+/// # Panics
+/// If `b`'s rows are not `a`'s columns.
+pub unsafe fn gemm_shifted(
+    a: &PackedA,
+    b: &ShiftedPlanes<'_>,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    let [k, n] = b.dims();
+    assert_eq!(k, a.k, "the shifted planes' rows must be a's columns");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as this function's contract; b's enabled elements are inside its slice.
+    unsafe {
+        x86::product(
+            &a.lanes,
+            [a.m, n, k],
+            x86::BSource::Shifted(b),
+            c,
+            ldc,
+            accumulate,
+            parallel,
+        )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (a, n, c, ldc, accumulate, parallel);
+        unreachable!("bf16_gemm::gemm_shifted without AVX-512-BF16: check available() first");
     }
 }
 
@@ -203,7 +341,7 @@ mod x86 {
     unsafe impl Sync for Shared {}
 
     #[derive(Clone, Copy)]
-    struct Input(*const f32);
+    pub(super) struct Input(*const f32);
     // SAFETY: the inputs are only read while `gemm` runs.
     unsafe impl Send for Input {}
     // SAFETY: as above.
@@ -300,6 +438,122 @@ mod x86 {
                 out[p * NR + j] = at(kk) | (at(kk + 1) << 16);
             }
         }
+    }
+
+    /// Where [`product`] reads `b`: a strided matrix, or [`super::ShiftedPlanes`].
+    #[derive(Clone, Copy)]
+    pub(super) enum BSource<'a> {
+        Strided(Input, [usize; 2]),
+        Shifted(&'a super::ShiftedPlanes<'a>),
+    }
+
+    impl BSource<'_> {
+        pub(super) fn strided(b: *const f32, strides: [usize; 2]) -> Self {
+            BSource::Strided(Input(b), strides)
+        }
+    }
+
+    /// [`pack_b`] for `b` given as [`super::ShiftedPlanes`]: each 16-column half of a row is one
+    /// masked load from its shifted plane (the masked-off lanes, the padding, are not read).
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn pack_shifted(
+        planes: &super::ShiftedPlanes<'_>,
+        [k, n]: [usize; 2],
+        p0: usize,
+        pc: usize,
+        j0: usize,
+        out: &mut [u32],
+    ) {
+        let taps = planes.shifts.len();
+        // per 16-column half of the strip: where its image's positions start in x, and which
+        // mask of a tap covers it (None past the last column)
+        let halves: [Option<(usize, usize)>; 2] = std::array::from_fn(|h| {
+            let col = j0 + 16 * h;
+            (col < n).then(|| {
+                let (slot, q) = (col / planes.positions, col % planes.positions);
+                (slot * planes.image_stride, q)
+            })
+        });
+        // row r = 2 (p0 + p) is (channel, tap) = (r / taps, r % taps), stepped without dividing
+        let mut r = 2 * p0;
+        let (mut channel, mut tap) = (r / taps, r % taps);
+        for p in 0..pc {
+            let mut rows = [_mm512_setzero_si512(); 4]; // [lo, hi] of each half
+            for which in 0..2 {
+                if r < k {
+                    for (h, half) in halves.iter().enumerate() {
+                        if let Some((image, q)) = *half {
+                            // SAFETY: image + channel * plane starts a plane of x; q < positions.
+                            rows[2 * h + which] = unsafe {
+                                load_shifted(planes, image + channel * planes.plane, q, tap)
+                            };
+                        }
+                    }
+                }
+                r += 1;
+                tap += 1;
+                if tap == taps {
+                    tap = 0;
+                    channel += 1;
+                }
+            }
+            for h in 0..2 {
+                let pair =
+                    _mm512_or_si512(round16(rows[2 * h], false), round16(rows[2 * h + 1], true));
+                // SAFETY: out holds pc * NR lanes.
+                unsafe {
+                    _mm512_storeu_si512(out.as_mut_ptr().add(p * NR + 16 * h) as *mut _, pair)
+                };
+            }
+        }
+    }
+
+    /// The 16 values at positions `q .. q + 16` (`q` a multiple of 16) of the plane starting at
+    /// element `start` of `planes.x`, under tap `tap` (its shift, and zero where its mask is
+    /// off). A window that reaches past its plane is gathered value by value: a masked load
+    /// whose masked-off lanes cross into another page is very slow on some CPUs.
+    ///
+    /// # Safety
+    /// `start` must be the start of a plane of `planes.x` and `q < planes.positions`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load_shifted(
+        planes: &super::ShiftedPlanes<'_>,
+        start: usize,
+        q: usize,
+        tap: usize,
+    ) -> __m512i {
+        let mask = planes.masks[tap * (planes.positions / 16) + q / 16];
+        if mask == 0 {
+            return _mm512_setzero_si512();
+        }
+        let from = q as isize + planes.shifts[tap];
+        // the same row two strips on (the planes are read at a stride of a plane, too many
+        // streams for the hardware prefetcher); a prefetch never faults
+        _mm_prefetch::<_MM_HINT_T0>(
+            planes
+                .x
+                .as_ptr()
+                .wrapping_offset(start as isize + from + 64) as *const i8,
+        );
+        if from >= 0 && from as usize + 16 <= planes.plane {
+            // SAFETY: the 16 values lie inside the plane, inside `x`.
+            return unsafe {
+                _mm512_castps_si512(_mm512_maskz_loadu_ps(
+                    mask,
+                    planes.x.as_ptr().add(start + from as usize),
+                ))
+            };
+        }
+        let mut values = [0f32; 16];
+        for (lane, value) in values.iter_mut().enumerate() {
+            if mask >> lane & 1 == 1 {
+                // the enabled lanes are inside the plane (checked by ShiftedPlanes::new)
+                *value = planes.x[(start as isize + from + lane as isize) as usize];
+            }
+        }
+        // SAFETY: 16 values on the stack.
+        unsafe { _mm512_castps_si512(_mm512_loadu_ps(values.as_ptr())) }
     }
 
     /// Packs rows `i0 .. i0 + MR` of `a`, pairs `p0 .. p0 + pc` of `k`: pair `p`, row `i` at
@@ -485,8 +739,7 @@ mod x86 {
     pub(super) unsafe fn product(
         apack: &[u32],
         [m, n, k]: [usize; 3],
-        b: *const f32,
-        b_strides: [usize; 2],
+        b: BSource<'_>,
         c: *mut f32,
         ldc: usize,
         accumulate: bool,
@@ -495,7 +748,7 @@ mod x86 {
         if m == 0 || n == 0 || (k == 0 && accumulate) {
             return;
         }
-        let (b, c) = (Input(b), Shared(c));
+        let c = Shared(c);
         if k == 0 {
             for r in 0..m {
                 // SAFETY: row r of c, n columns.
@@ -518,7 +771,14 @@ mod x86 {
                     // SAFETY: b is [k, n] with its strides; c as the contract; the CPU has
                     // AVX-512 F and BF16 (the contract); this range's columns are its own.
                     unsafe {
-                        pack_b(b.0, b_strides, [k, n], p0, pc, j0, &mut bpack);
+                        match b {
+                            BSource::Strided(b, b_strides) => {
+                                pack_b(b.0, b_strides, [k, n], p0, pc, j0, &mut bpack)
+                            }
+                            BSource::Shifted(planes) => {
+                                pack_shifted(planes, [k, n], p0, pc, j0, &mut bpack)
+                            }
+                        }
                         for rb in 0..row_blocks {
                             micro(
                                 &apack[rb * pc * MR..][..pc * MR],
@@ -578,8 +838,7 @@ mod x86 {
             product(
                 &apack,
                 [m, n, k],
-                b,
-                b_strides,
+                BSource::strided(b, b_strides),
                 c,
                 ldc,
                 accumulate,
@@ -774,6 +1033,89 @@ mod tests {
             }
             assert_eq!(once, each, "n = {n}");
         }
+    }
+
+    #[test]
+    fn shifted_planes_give_the_bits_of_the_matrix_they_stand_for() {
+        if skip() {
+            return;
+        }
+        // 3 images of 5 channels (the product uses channels 1..4), 8x8 planes, a 3x3 kernel
+        // with padding 1: taps shifted by (ki - 1) * 8 + (kj - 1), the padding masked off
+        let (images, c, side) = (3, 5, 8);
+        let plane = side * side;
+        let x: Vec<f32> = (0..images * c * plane)
+            .map(|i| ((i * 7907) % 1013) as f32 / 211.0 - 2.4)
+            .collect();
+        let (mut shifts, mut masks) = (Vec::new(), vec![0u16; 9 * plane / 16]);
+        for tap in 0..9 {
+            let (dy, dx) = (tap as isize / 3 - 1, tap as isize % 3 - 1);
+            shifts.push(dy * side as isize + dx);
+            for q in 0..plane {
+                let (r, col) = ((q / side) as isize + dy, (q % side) as isize + dx);
+                if (0..side as isize).contains(&r) && (0..side as isize).contains(&col) {
+                    masks[tap * plane / 16 + q / 16] |= 1 << (q % 16);
+                }
+            }
+        }
+        let channels = 3;
+        let x_group = &x[plane..];
+        let planes = ShiftedPlanes::new(
+            x_group,
+            c * plane,
+            plane,
+            channels,
+            images,
+            plane,
+            shifts.clone(),
+            masks.clone(),
+        );
+        let [k, n] = planes.dims();
+        assert_eq!([k, n], [channels * 9, images * plane]);
+        // the matrix by its definition
+        let mut b = vec![0f32; k * n];
+        for r in 0..k {
+            let (channel, tap) = (r / 9, r % 9);
+            for col in 0..n {
+                let (slot, q) = (col / plane, col % plane);
+                if masks[tap * plane / 16 + q / 16] >> (q % 16) & 1 == 1 {
+                    let at = (slot * c * plane + channel * plane + q) as isize + shifts[tap];
+                    b[r * n + col] = x_group[at as usize];
+                }
+            }
+        }
+        let m = 19;
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 389) % 601) as f32 / 97.0 - 3.1)
+            .collect();
+        // SAFETY: a is [m, k] row-major; the CPU has the units.
+        let packed = unsafe { PackedA::new(m, k, a.as_ptr(), [k, 1]) };
+        for parallel in [false, true] {
+            let (mut shifted, mut explicit) = (vec![0f32; m * n], vec![0f32; m * n]);
+            // SAFETY: the outputs are [m, n]; b is [k, n] row-major.
+            unsafe {
+                gemm_shifted(&packed, &planes, shifted.as_mut_ptr(), n, false, parallel);
+                gemm_packed(
+                    &packed,
+                    n,
+                    b.as_ptr(),
+                    [n, 1],
+                    explicit.as_mut_ptr(),
+                    n,
+                    false,
+                    parallel,
+                );
+            }
+            assert_eq!(shifted, explicit, "parallel {parallel}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "outside its plane")]
+    fn shifted_planes_refuse_an_enabled_lane_outside_the_plane() {
+        let x = vec![0f32; 32];
+        // a shift of one with every lane enabled reads position 16 of a 16-value plane
+        let _ = ShiftedPlanes::new(&x, 16, 16, 1, 2, 16, vec![1], vec![0xffff]);
     }
 
     #[test]

@@ -33,6 +33,37 @@ impl Geometry {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
     }
 
+    /// For a stride-1 convolution whose output rows are as wide as its input's, with a multiple
+    /// of 16 output positions (and not [`Self::pointwise`]), each tap's shift of the input plane and its masks
+    /// of valid positions (16 per mask), tap `ki * kw + kj` after tap `ki * kw + kj - 1`: the
+    /// im2col matrix as [`crate::flex::bf16_gemm::ShiftedPlanes`] reads it. `None` otherwise.
+    pub(super) fn shifted_taps(&self) -> Option<(Vec<isize>, Vec<u16>)> {
+        let [_, _, h, w] = self.x_dims;
+        let [ho, wo] = self.out;
+        let positions = ho * wo;
+        if self.stride != [1, 1] || wo != w || !positions.is_multiple_of(16) || self.pointwise() {
+            return None;
+        }
+        let [kh, kw] = self.kernel;
+        let [ph, pw] = self.padding.map(|p| p as isize);
+        let [dh, dw] = self.dilation.map(|d| d as isize);
+        let (mut shifts, mut masks) = (Vec::new(), vec![0u16; kh * kw * positions / 16]);
+        for ki in 0..kh as isize {
+            for kj in 0..kw as isize {
+                let (dy, dx) = (ki * dh - ph, kj * dw - pw);
+                let tap = shifts.len();
+                shifts.push(dy * w as isize + dx);
+                for q in 0..positions {
+                    let (ih, iw) = ((q / wo) as isize + dy, (q % wo) as isize + dx);
+                    if (0..h as isize).contains(&ih) && (0..w as isize).contains(&iw) {
+                        masks[tap * positions / 16 + q / 16] |= 1 << (q % 16);
+                    }
+                }
+            }
+        }
+        Some((shifts, masks))
+    }
+
     /// The convolution of `x_dims` input by a `w_dims` weight (`[o, c / groups, kh, kw]`) with
     /// `options`.
     ///

@@ -345,6 +345,12 @@ pub fn forward_f32(
     } else {
         Vec::new()
     };
+    // with the bf16 units, a stride-1 "same" convolution reads its input planes in place
+    let shifted_taps = if bf16_products {
+        geometry.shifted_taps()
+    } else {
+        None
+    };
     let run = |(chunk, out): (usize, &mut [f32]), scratch: &mut Scratch| {
         let images = chunk * per_product..((chunk + 1) * per_product).min(n);
         let count = images.len();
@@ -361,6 +367,35 @@ pub fn forward_f32(
             scratch.packed.as_mut_ptr()
         };
         for group in 0..geometry.groups {
+            if let (Some(weights), Some((shifts, masks))) =
+                (packed_weights.get(group), &shifted_taps)
+            {
+                // b read in place from the shifted planes: no im2col matrix
+                let [_, c, h, w] = x_dims;
+                let start = (images.start * c + group * geometry.group_channels) * h * w;
+                let planes = super::bf16_gemm::ShiftedPlanes::new(
+                    &x[start..],
+                    c * h * w,
+                    h * w,
+                    geometry.group_channels,
+                    count,
+                    positions,
+                    shifts.clone(),
+                    masks.clone(),
+                );
+                // SAFETY: dst as below; the bf16 units are there (packed_weights is not empty).
+                unsafe {
+                    super::bf16_gemm::gemm_shifted(
+                        weights,
+                        &planes,
+                        dst.add(group * og * depth),
+                        depth,
+                        false,
+                        matches!(parallelism, gemm::Parallelism::Rayon(_)),
+                    )
+                };
+                continue;
+            }
             let cols = columns(x, &geometry, group, images.clone(), &mut scratch.cols);
             // SAFETY: dst is [o, depth] row-major (o * depth elements: `out` holds count * o *
             // positions = o * depth when direct, the scratch was resized to it otherwise), of
@@ -699,12 +734,17 @@ mod tests {
     fn under_bf16_autocast_operands_outputs_and_gradients_are_rounded() {
         use crate::autocast::{Precision, autocast, round_to_bf16};
         let device = Device::flex().autodiff();
-        for (groups, stride, padding, dilation) in [
-            (1, 1, 1, 1),
-            (2, 2, 0, 1),
-            (1, 1, 2, 2),
-            (1, 2, 1, 1),
-            (2, 3, 2, 2),
+        // 8x8 and 4x4 at stride 1 with "same" padding: 64 and 16 positions, the forward reads
+        // its input planes in place (ShiftedPlanes) on the bf16 units
+        for (groups, stride, padding, dilation, size) in [
+            (1, 1, 1, 1, 9),
+            (2, 2, 0, 1, 9),
+            (1, 1, 2, 2, 9),
+            (1, 2, 1, 1, 9),
+            (2, 3, 2, 2, 9),
+            (1, 1, 1, 1, 8),
+            (2, 1, 2, 2, 8),
+            (1, 1, 1, 1, 4),
         ] {
             let conv = Conv2dConfig::new([4, 6], [3, 3])
                 .with_groups(groups)
@@ -714,7 +754,8 @@ mod tests {
                     padding, padding, padding, padding,
                 ))
                 .init(&device);
-            let x = Tensor::<4>::random([2, 4, 9, 9], Distribution::Normal(0.0, 1.0), &device);
+            let x =
+                Tensor::<4>::random([2, 4, size, size], Distribution::Normal(0.0, 1.0), &device);
             let probe = forward(&conv, x.clone());
             let r = Tensor::<4>::random(probe.dims(), Distribution::Normal(0.0, 1.0), &device);
             let (y, dw, db, dx) = {
@@ -736,7 +777,9 @@ mod tests {
             let rr = round_to_bf16(r.inner()).autodiff();
             let grads = (yr.clone() * rr).sum().backward();
             let what = |name: &str| {
-                format!("groups {groups}, stride {stride}, dilation {dilation}: {name}")
+                format!(
+                    "groups {groups}, stride {stride}, dilation {dilation}, {size}x{size}: {name}"
+                )
             };
             assert_bf16_close(&y, &round(yr.clone()), &what("output"));
             assert_bf16_close(
