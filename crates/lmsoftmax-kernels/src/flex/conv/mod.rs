@@ -26,7 +26,9 @@
 //! non-`f32` tensors take Burn's path unchanged. Inside a bf16 [`autocast`] scope the
 //! operands and the output are rounded to bf16 around the same kernels, and on a CPU with
 //! AVX-512-BF16 the three products (forward, weight gradient, and the input gradient as
-//! `W^T x dY` scattered back by col2im) run on bf16 operands ([`super::bf16_gemm`]).
+//! `W^T x dY` scattered back by col2im) run on bf16 operands ([`super::bf16_gemm`]); there a
+//! stride-1 "same" forward reads its input planes in place, without an im2col matrix
+//! ([`super::bf16_gemm::ShiftedPlanes`]).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
