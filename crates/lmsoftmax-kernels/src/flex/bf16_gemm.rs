@@ -36,6 +36,12 @@ pub fn available() -> bool {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// The last [`gemm()`]'s packed `a` on this thread, kept for the next one's.
+    static PACKED_A: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// `c = a x b` (or `c += a x b` with `accumulate`) for `a` `[m, k]` with element `(i, p)` at
 /// `a[i * a_strides[0] + p * a_strides[1]]` (row major: `[lda, 1]`; transposed: `[1, lda]`),
 /// `b` `[k, n]` with element `(p, j)` at `b[p * b_strides[0] + j * b_strides[1]]` (likewise),
@@ -76,11 +82,24 @@ pub unsafe fn gemm(
     parallel: bool,
 ) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: as this function's contract.
-    unsafe {
-        x86::gemm(
-            m, n, k, a, a_strides, b, b_strides, c, ldc, accumulate, parallel,
-        )
+    {
+        // `a` packed into this thread's buffer, taken out of its cell while in use: a rayon
+        // thread waiting on this product's columns may run another product meanwhile
+        let mut apack = PACKED_A.with(|cell| cell.take());
+        // SAFETY: as this function's contract.
+        unsafe {
+            x86::pack_all(a, a_strides, [m, k], &mut apack);
+            x86::product(
+                &apack,
+                [m, n, k],
+                x86::BSource::strided(b, b_strides),
+                c,
+                ldc,
+                accumulate,
+                parallel,
+            );
+        }
+        PACKED_A.with(|cell| cell.replace(apack));
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -804,48 +823,6 @@ mod x86 {
                 columns(0..strips);
             }
         }
-    }
-
-    thread_local! {
-        /// The last product's packed `a` on this thread, kept for the next one's.
-        static PACKED_A: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
-    }
-
-    /// [`super::gemm`]: `a` packed into this thread's buffer, then the product.
-    ///
-    /// # Safety
-    /// As [`super::gemm`].
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn gemm(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: *const f32,
-        a_strides: [usize; 2],
-        b: *const f32,
-        b_strides: [usize; 2],
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-        parallel: bool,
-    ) {
-        // taken out of the cell while in use: a rayon thread waiting on this product's
-        // columns may run another product meanwhile
-        let mut apack = PACKED_A.with(|cell| cell.take());
-        // SAFETY: as this function's contract.
-        unsafe {
-            pack_all(a, a_strides, [m, k], &mut apack);
-            product(
-                &apack,
-                [m, n, k],
-                BSource::strided(b, b_strides),
-                c,
-                ldc,
-                accumulate,
-                parallel,
-            );
-        }
-        PACKED_A.with(|cell| cell.replace(apack));
     }
 }
 
