@@ -210,7 +210,7 @@ pub unsafe fn gemm_packed(
 ///     // one image, one channel, 16 positions; tap 0: the plane itself; tap 1: shifted by one,
 ///     // the last position masked off
 ///     let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
-///     let planes = ShiftedPlanes::new(&x, 16, 16, 1, 1, 16, vec![0, 1], vec![0xffff, 0x7fff]);
+///     let planes = ShiftedPlanes::new(&x, 16, 16, 1, 1, 16, &[0, 1], &[0xffff, 0x7fff]);
 ///     let a = [1.0, 10.0]; // [1, 2]: row 0 + 10 x row 1
 ///     // SAFETY: a is [1, 2] row-major; the CPU has the units.
 ///     let packed = unsafe { PackedA::new(1, 2, a.as_ptr(), [2, 1]) };
@@ -228,8 +228,8 @@ pub struct ShiftedPlanes<'a> {
     channels: usize,
     images: usize,
     positions: usize,
-    shifts: Vec<isize>,
-    masks: Vec<u16>,
+    shifts: &'a [isize],
+    masks: &'a [u16],
 }
 
 impl<'a> ShiftedPlanes<'a> {
@@ -237,7 +237,8 @@ impl<'a> ShiftedPlanes<'a> {
     ///
     /// # Panics
     /// If `positions` is not a positive multiple of 16, `masks` does not hold
-    /// `shifts.len() * positions / 16` masks, or an element a mask enables lies outside `x`.
+    /// `shifts.len() * positions / 16` masks, `x` does not hold every plane whole, or an
+    /// element a mask enables lies outside its plane.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         x: &'a [f32],
@@ -246,8 +247,8 @@ impl<'a> ShiftedPlanes<'a> {
         channels: usize,
         images: usize,
         positions: usize,
-        shifts: Vec<isize>,
-        masks: Vec<u16>,
+        shifts: &'a [isize],
+        masks: &'a [u16],
     ) -> Self {
         assert!(
             positions > 0 && positions.is_multiple_of(16),
@@ -260,16 +261,20 @@ impl<'a> ShiftedPlanes<'a> {
             "one mask per tap and 16 positions"
         );
         if channels > 0 && images > 0 {
-            // the lowest and highest element an enabled lane reads, over every tap
-            let last_base = (images - 1) * image_stride + (channels - 1) * plane;
+            let last_plane = (images - 1) * image_stride + (channels - 1) * plane;
+            assert!(
+                last_plane + plane <= x.len(),
+                "{images} images of {channels} planes of {plane} values (image stride \
+                 {image_stride}) need {} values, x holds {}",
+                last_plane + plane,
+                x.len()
+            );
             for (tap, shift) in shifts.iter().enumerate() {
                 for (chunk, mask) in masks[tap * chunks..][..chunks].iter().enumerate() {
                     for lane in (0..16).filter(|l| mask >> l & 1 == 1) {
                         let q = (chunk * 16 + lane) as isize + shift;
                         assert!(
-                            q >= 0
-                                && (last_base as isize + q) < x.len() as isize
-                                && q < plane as isize,
+                            q >= 0 && q < plane as isize,
                             "tap {tap} reads position {q} outside its plane of {plane} values"
                         );
                     }
@@ -556,7 +561,8 @@ mod x86 {
                 .wrapping_offset(start as isize + from + 64) as *const i8,
         );
         if from >= 0 && from as usize + 16 <= planes.plane {
-            // SAFETY: the 16 values lie inside the plane, inside `x`.
+            // SAFETY: the 16 values lie inside the plane, which lies inside `x` (checked by
+            // ShiftedPlanes::new).
             return unsafe {
                 _mm512_castps_si512(_mm512_maskz_loadu_ps(
                     mask,
@@ -736,7 +742,7 @@ mod x86 {
     ) {
         let pairs = k.div_ceil(2);
         let row_blocks = m.div_ceil(MR);
-        out.clear();
+        // pack_a writes every lane of its block: no need to zero what a reused buffer holds
         out.resize(row_blocks * pairs * MR, 0);
         for p0 in (0..pairs).step_by(KC) {
             let pc = KC.min(pairs - p0);
@@ -1044,8 +1050,8 @@ mod tests {
             channels,
             images,
             plane,
-            shifts.clone(),
-            masks.clone(),
+            &shifts,
+            &masks,
         );
         let [k, n] = planes.dims();
         assert_eq!([k, n], [channels * 9, images * plane]);
@@ -1092,7 +1098,14 @@ mod tests {
     fn shifted_planes_refuse_an_enabled_lane_outside_the_plane() {
         let x = vec![0f32; 32];
         // a shift of one with every lane enabled reads position 16 of a 16-value plane
-        let _ = ShiftedPlanes::new(&x, 16, 16, 1, 2, 16, vec![1], vec![0xffff]);
+        let _ = ShiftedPlanes::new(&x, 16, 16, 1, 2, 16, &[1], &[0xffff]);
+    }
+
+    #[test]
+    #[should_panic(expected = "need 32 values, x holds 31")]
+    fn shifted_planes_refuse_a_slice_shorter_than_its_planes() {
+        let x = vec![0f32; 31];
+        let _ = ShiftedPlanes::new(&x, 16, 16, 1, 2, 16, &[0], &[0x00ff]);
     }
 
     #[test]

@@ -382,8 +382,8 @@ pub fn forward_f32(
                     geometry.group_channels,
                     count,
                     positions,
-                    shifts.clone(),
-                    masks.clone(),
+                    shifts,
+                    masks,
                 );
                 // SAFETY: dst as below; the bf16 units are there (packed_weights is not empty).
                 unsafe {
