@@ -19,7 +19,8 @@ pub const NR: usize = 32;
 /// Pairs of `k` per packed block (1,024 bytes of a packed `b` row pair strip: 32 KiB a strip).
 pub const KC: usize = 256;
 
-/// Whether this CPU runs [`gemm()`]: x86-64 with AVX-512 F and AVX-512-BF16.
+/// Whether this CPU runs [`gemm()`]: x86-64 with AVX-512 F, BW and BF16 (every CPU with
+/// AVX-512-BF16 has BW).
 ///
 /// ```
 /// // false on CPUs without AVX-512-BF16 (and off x86-64): callers take the f32 path there
@@ -28,7 +29,9 @@ pub const KC: usize = 256;
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512bf16")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -37,9 +37,34 @@ fn round16(v: __m512i, high: bool) -> __m512i {
     }
 }
 
+/// Lane `j` of the result holds the pair `(lo[j], hi[j])` rounded to bf16 (to nearest even,
+/// `lo` in the low 16 bits): one `vcvtne2ps2bf16` and one word permutation.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+#[inline]
+fn bf16_pairs(lo: __m512, hi: __m512) -> __m512i {
+    /// Word `2 j` from `lo`'s lane `j` (word `j` of the conversion), word `2 j + 1` from
+    /// `hi`'s (word `16 + j`).
+    const INTERLEAVE: [u16; 32] = {
+        let mut idx = [0u16; 32];
+        let mut j = 0;
+        while j < 16 {
+            idx[2 * j] = j as u16;
+            idx[2 * j + 1] = 16 + j as u16;
+            j += 1;
+        }
+        idx
+    };
+    // SAFETY: the 64 bytes of INTERLEAVE; the two vector types are the same 512 bits.
+    unsafe {
+        let words: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+        let idx = _mm512_loadu_si512(INTERLEAVE.as_ptr() as *const _);
+        _mm512_permutexvar_epi16(idx, words)
+    }
+}
+
 /// Packs rows `2 p0 ..` (`pc` pairs) of `b`'s columns `j0 .. j0 + NR` as bf16 pairs: lane `j`
 /// of pair `p` holds `(b[2p][j], b[2p + 1][j])`; missing rows and columns are zero.
-#[target_feature(enable = "avx512f,avx512bf16")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn pack_b(
     b: *const f32,
@@ -51,18 +76,30 @@ unsafe fn pack_b(
     out: &mut [u32],
 ) {
     let full = j0 + NR <= n && 2 * (p0 + pc) <= k;
-    if full && cs == 1 {
-        // rows are contiguous: 16 columns of two rows a step
+    if cs == 1 {
+        // rows are contiguous: 16 columns of two rows a step, the columns past n masked off
+        // and a missing last row (odd k) zero
+        let masks: [__mmask16; 2] = std::array::from_fn(|h| {
+            let left = n.saturating_sub(j0 + 16 * h).min(16);
+            ((1u32 << left) - 1) as __mmask16
+        });
         for p in 0..pc {
             let kk = 2 * (p0 + p);
-            for h in 0..2 {
-                // SAFETY: rows kk, kk + 1 < k and columns j0 + 16h .. + 16 < n are in b.
+            for (h, &mask) in masks.iter().enumerate() {
+                // SAFETY: row kk < k (and kk + 1 where below k), columns j0 + 16h + lane < n
+                // for the lanes of the mask, are in b; out holds pc * NR lanes.
                 unsafe {
                     let at = b.add(kk * rs + j0 + 16 * h);
-                    let lo = _mm512_loadu_si512(at as *const _);
-                    let hi = _mm512_loadu_si512(at.add(rs) as *const _);
-                    let pair = _mm512_or_si512(round16(lo, false), round16(hi, true));
-                    _mm512_storeu_si512(out.as_mut_ptr().add(p * NR + 16 * h) as *mut _, pair);
+                    let lo = _mm512_maskz_loadu_ps(mask, at);
+                    let hi = if kk + 1 < k {
+                        _mm512_maskz_loadu_ps(mask, at.add(rs))
+                    } else {
+                        _mm512_setzero_ps()
+                    };
+                    _mm512_storeu_si512(
+                        out.as_mut_ptr().add(p * NR + 16 * h) as *mut _,
+                        bf16_pairs(lo, hi),
+                    );
                 }
             }
         }
@@ -128,7 +165,7 @@ impl BSource<'_> {
 
 /// [`pack_b`] for `b` given as [`super::ShiftedPlanes`]: each 16-column half of a row is one
 /// masked load from its shifted plane (the masked-off lanes, the padding, are not read).
-#[target_feature(enable = "avx512f,avx512bf16")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn pack_shifted(
     planes: &super::ShiftedPlanes<'_>,
     [k, n]: [usize; 2],
@@ -170,7 +207,10 @@ unsafe fn pack_shifted(
             }
         }
         for h in 0..2 {
-            let pair = _mm512_or_si512(round16(rows[2 * h], false), round16(rows[2 * h + 1], true));
+            let pair = bf16_pairs(
+                _mm512_castsi512_ps(rows[2 * h]),
+                _mm512_castsi512_ps(rows[2 * h + 1]),
+            );
             // SAFETY: out holds pc * NR lanes.
             unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(p * NR + 16 * h) as *mut _, pair) };
         }
@@ -271,23 +311,26 @@ unsafe fn pack_a(
             }
         }
     } else if cs == 1 && whole > 0 {
-        // eight pairs of one row per vcvtneps2bf16 (to nearest even, NaN kept)
+        // eight pairs of each of the MR rows, one vcvtneps2bf16 (to nearest even, NaN kept) a
+        // row, then transposed so that each pair's MR lanes are stored as one vector
+        const { assert!(MR == 8, "the transpose below is 8 x 8") };
         let vectors = whole / 8 * 8;
+        for p in (0..vectors).step_by(8) {
+            let rows: [__m256i; MR] = std::array::from_fn(|i| {
+                // SAFETY: columns 2 (p0 + p) .. + 16 <= k of row i0 + i < m are in a.
+                unsafe {
+                    let v = _mm512_loadu_ps(a.add((i0 + i) * rs + 2 * (p0 + p)));
+                    std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v))
+                }
+            });
+            for (q, pair) in transpose8x8(rows).iter().enumerate() {
+                // SAFETY: out holds pc * MR lanes and p + q < pc.
+                unsafe { _mm256_storeu_si256(out.as_mut_ptr().add((p + q) * MR) as *mut _, *pair) };
+            }
+        }
         for i in 0..MR {
             // SAFETY: row i0 + i < m holds columns up to 2 (p0 + whole) <= k.
             let row = unsafe { a.add((i0 + i) * rs + 2 * p0) };
-            for p in (0..vectors).step_by(8) {
-                let mut pairs = [0u32; 8];
-                // SAFETY: columns 2 (p0 + p) .. + 16 <= k of the row.
-                unsafe {
-                    let v = _mm512_loadu_ps(row.add(2 * p));
-                    let packed: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
-                    _mm256_storeu_si256(pairs.as_mut_ptr() as *mut _, packed);
-                }
-                for (q, pair) in pairs.iter().enumerate() {
-                    out[(p + q) * MR + i] = *pair;
-                }
-            }
             for p in vectors..whole {
                 // SAFETY: columns 2 (p0 + p), + 1 < k of the row.
                 let (lo, hi) = unsafe { (*row.add(2 * p), *row.add(2 * p + 1)) };
@@ -311,6 +354,37 @@ unsafe fn pack_a(
             out[p * MR + i] = at(kk) | (at(kk + 1) << 16);
         }
     }
+}
+
+/// The 8 x 8 transpose of 32-bit lanes: lane `i` of result `q` is lane `q` of `rows[i]`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn transpose8x8(rows: [__m256i; 8]) -> [__m256i; 8] {
+    let t: [__m256i; 8] = std::array::from_fn(|i| {
+        let (x, y) = (rows[i / 2 * 2], rows[i / 2 * 2 + 1]);
+        if i % 2 == 0 {
+            _mm256_unpacklo_epi32(x, y)
+        } else {
+            _mm256_unpackhi_epi32(x, y)
+        }
+    });
+    // u[0..4] from rows 0-3, u[4..8] from rows 4-7: columns (q, q + 4) for q = 0..4
+    let u: [__m256i; 8] = std::array::from_fn(|i| {
+        let base = i / 4 * 4;
+        let (x, y) = (t[base + (i % 4) / 2], t[base + (i % 4) / 2 + 2]);
+        if i % 2 == 0 {
+            _mm256_unpacklo_epi64(x, y)
+        } else {
+            _mm256_unpackhi_epi64(x, y)
+        }
+    });
+    std::array::from_fn(|q| {
+        if q < 4 {
+            _mm256_permute2x128_si256::<0x20>(u[q], u[q + 4])
+        } else {
+            _mm256_permute2x128_si256::<0x31>(u[q - 4], u[q])
+        }
+    })
 }
 
 /// `MR x NR` block of `c` at `(i0, j0)`: `+=` (`accumulate`) or `=` the product of the packed
@@ -378,7 +452,7 @@ unsafe fn micro(
 /// `row_blocks * MR * p0`, its row block `rb` `rb * pc * MR` further on.
 ///
 /// # Safety
-/// The CPU has AVX-512 F and BF16; `a` is an `[m, k]` matrix with these strides.
+/// The CPU has AVX-512 F, BW and BF16; `a` is an `[m, k]` matrix with these strides.
 pub(super) unsafe fn pack_all(
     a: *const f32,
     a_strides: [usize; 2],
@@ -403,7 +477,7 @@ pub(super) unsafe fn pack_all(
 /// [`pack_all`].
 ///
 /// # Safety
-/// The CPU has AVX-512 F and BF16; `b` is a `[k, n]` matrix with these strides, `c` a
+/// The CPU has AVX-512 F, BW and BF16; `b` is a `[k, n]` matrix with these strides, `c` a
 /// row-major `[m, n]` one with row stride `ldc >= n` that overlaps neither.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn product(
@@ -439,7 +513,7 @@ pub(super) unsafe fn product(
             for strip in range {
                 let j0 = strip * NR;
                 // SAFETY: b is [k, n] with its strides; c as the contract; the CPU has
-                // AVX-512 F and BF16 (the contract); this range's columns are its own.
+                // AVX-512 F, BW and BF16 (the contract); this range's columns are its own.
                 unsafe {
                     match b {
                         BSource::Strided(b, b_strides) => {

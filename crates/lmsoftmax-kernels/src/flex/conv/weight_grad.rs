@@ -10,6 +10,22 @@ use super::im2col::{Geometry, Scratch, columns, images_per_product};
 /// Partitions of a batch's weight gradient summed separately (and in parallel), at most.
 const PARTITIONS: usize = 16;
 
+/// Bytes of the partitions' accumulators together to aim for: each is a fresh `[o, k2]` buffer,
+/// zeroed, then read again by the final sum, so sixteen of a deep layer's (4.7 MB for 512 x 256
+/// x 3 x 3) cost more memory traffic than the products save; at least two partitions remain.
+const PARTITION_BYTES: usize = 16 << 20;
+
+/// Partitions for an accumulator of `values` floats: [`PARTITIONS`], fewer where their
+/// buffers would exceed [`PARTITION_BYTES`], at least 2. A function of the shapes only.
+fn partitions(values: usize) -> usize {
+    (PARTITION_BYTES / (values * 4).max(1)).clamp(2, PARTITIONS)
+}
+
+/// Depth of a product on the bf16 units, at most (when an image has fewer output positions):
+/// two whole blocks of [`KC`](crate::flex::bf16_gemm::KC) pairs, so that no product ends on a
+/// short block.
+const BF16_DEPTH: usize = 2 * crate::flex::bf16_gemm::KC;
+
 /// The gradient of `conv2d(x, w)` (symmetric padding, `options.groups` groups) with respect to
 /// `w`, given `x` `[n, c, h, w]` and the output gradient `dy` `[n, o, ho, wo]`, both contiguous
 /// `f32`; returns `[o, c / groups, kh, kw]` row-major. Inside a bf16 [`autocast`](crate::autocast) scope on a
@@ -55,7 +71,15 @@ pub fn weight_grad(
     if n == 0 || positions == 0 || k2 == 0 || o == 0 {
         return vec![0.0; o * k2];
     }
-    let per_product = images_per_product(positions, n);
+    // decided here, on the calling thread: the autocast scope is per thread, and the partitions
+    // below run on rayon's workers, which are outside it
+    let bf16_products = bf16_units_in_use();
+    let per_product = if bf16_products {
+        // whole blocks of pairs: each block re-reads and re-writes the accumulator
+        (BF16_DEPTH / positions).clamp(1, n)
+    } else {
+        images_per_product(positions, n)
+    };
     let chunks: Vec<(usize, usize)> = (0..n)
         .step_by(per_product)
         .map(|start| (start, (start + per_product).min(n)))
@@ -63,16 +87,13 @@ pub fn weight_grad(
     let threads = rayon::current_num_threads();
     // A fixed split into partitions, each summed in order, then the partitions summed in order:
     // the result depends on the shapes only, not on the thread count or on work stealing.
-    let per = chunks.len().div_ceil(chunks.len().min(PARTITIONS));
+    let per = chunks.len().div_ceil(chunks.len().min(partitions(o * k2)));
     let parts = chunks.len().div_ceil(per);
     let inner = if parts < threads {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    // decided here, on the calling thread: the autocast scope is per thread, and the partitions
-    // below run on rayon's workers, which are outside it
-    let bf16_products = bf16_units_in_use();
     let partials: Vec<Vec<f32>> = chunks
         .par_chunks(per)
         .map(|part| {
@@ -106,11 +127,29 @@ pub fn weight_grad(
                 block.iter_mut().zip(src).for_each(|(a, b)| *a += b);
             }
         });
+    if bf16_products {
+        transpose_groups(&mut total, geometry.groups, o / geometry.groups, k2);
+    }
     total
 }
 
+/// Each group's block of `acc`, summed as `[k2, og]` row-major by the bf16 products, rewritten
+/// in place as the `[og, k2]` block of the weight gradient.
+fn transpose_groups(acc: &mut [f32], groups: usize, og: usize, k2: usize) {
+    let mut block = vec![0.0f32; og * k2];
+    for group in acc.chunks_mut(og * k2).take(groups) {
+        block.copy_from_slice(group);
+        for (j, row) in group.chunks_mut(k2).enumerate() {
+            for (k, v) in row.iter_mut().enumerate() {
+                *v = block[k * og + j];
+            }
+        }
+    }
+}
+
 /// `acc [o, k2] += dy[images] x im2col(x[images])^T`, on bf16 operands with `bf16_products`
-/// (the caller checked [`bf16_units_in_use`] on its own thread).
+/// (the caller checked [`bf16_units_in_use`] on its own thread), each group's block then summed
+/// transposed, `[k2, og]`.
 #[allow(clippy::too_many_arguments)]
 fn accumulate(
     acc: &mut [f32],
@@ -152,17 +191,20 @@ fn accumulate(
         // of `depth` used), rhs = cols^T [depth, k2]: element (p, k) at cols[k * depth + p].
         unsafe {
             if bf16_products {
-                // with bf16 units under a bf16 autocast scope: bf16 operands, f32 sums
+                // with bf16 units under a bf16 autocast scope: bf16 operands, f32 sums, as the
+                // transposed product dW_g^T [k2, og] += cols [k2, depth] x dY_g^T [depth, og]:
+                // the large operand (cols) is then the packed `a`, read along its rows, and
+                // the small one (dY) the `b` packed strip by strip (see `transpose_groups`)
                 crate::flex::bf16_gemm::gemm(
+                    k2,
                     og,
-                    k2,
                     depth,
-                    lhs.as_ptr().add(group * og * lhs_rs),
-                    [lhs_rs, 1],
                     cols.as_ptr(),
-                    [1, depth],
+                    [depth, 1],
+                    lhs.as_ptr().add(group * og * lhs_rs),
+                    [1, lhs_rs],
                     acc.as_mut_ptr().add(group * og * k2),
-                    k2,
+                    og,
                     true,
                     matches!(parallelism, gemm::Parallelism::Rayon(_)),
                 );
