@@ -344,6 +344,69 @@ pub unsafe fn gemm_shifted(
     }
 }
 
+/// `c = a x b` (`+=` with `accumulate`) for `a` given as [`ShiftedPlanes`] (`[m, k]`: its rows
+/// the planes' channel-tap rows, its columns their images' positions), `b` `[k, n]` with
+/// element `(p, j)` at `b[p * b_strides[0] + j * b_strides[1]]`, and row-major `c` `[m, n]` (row
+/// stride `ldc`): a convolution's transposed weight gradient `im2col(x) x dY^T` without the
+/// im2col matrix; `parallel` as in [`gemm()`].
+///
+/// ```
+/// use lmsoftmax_kernels::flex::bf16_gemm::{self, ShiftedPlanes};
+/// if bf16_gemm::available() {
+///     // one image, one channel, 16 positions; tap 0: the plane itself; tap 1: shifted by one,
+///     // the last position masked off
+///     let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
+///     let planes = ShiftedPlanes::new(&x, 16, 16, 1, 1, 16, &[0, 1], &[0xffff, 0x7fff]);
+///     // b [16, 1]: the sum of each row's first 8 positions
+///     let b: Vec<f32> = (0..16).map(|q| if q < 8 { 1.0 } else { 0.0 }).collect();
+///     let mut c = [0f32; 2];
+///     // SAFETY: b is [16, 1] and c [2, 1]; the CPU has the units.
+///     unsafe { bf16_gemm::gemm_planes_a(&planes, b.as_ptr(), [1, 1], 1, c.as_mut_ptr(), 1, false, false) };
+///     assert_eq!(c, [(0..8).sum::<i32>() as f32, (1..9).sum::<i32>() as f32]);
+/// }
+/// ```
+///
+/// # Safety
+/// [`available`] must be true; `b` must point to a `[k, n]` matrix with these strides and `c`
+/// to an `[m, n]` one (`ldc >= n`) overlapping neither.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_planes_a(
+    a: &ShiftedPlanes<'_>,
+    b: *const f32,
+    b_strides: [usize; 2],
+    n: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let [m, k] = a.dims();
+        // as in `gemm`: the packed `a` in this thread's buffer, out of its cell while in use
+        let mut apack = PACKED_A.with(|cell| cell.take());
+        // SAFETY: as this function's contract; a's enabled elements are inside its slice.
+        unsafe {
+            x86::pack_all_planes(a, &mut apack);
+            x86::product(
+                &apack,
+                [m, n, k],
+                x86::BSource::strided(b, b_strides),
+                c,
+                ldc,
+                accumulate,
+                parallel,
+            );
+        }
+        PACKED_A.with(|cell| cell.replace(apack));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (a, b, b_strides, n, c, ldc, accumulate, parallel);
+        unreachable!("bf16_gemm::gemm_planes_a without AVX-512-BF16: check available() first");
+    }
+}
+
 /// The bf16 bits of `v`, rounded to nearest, ties to even; NaN stays a (quiet) NaN.
 fn to_bf16_bits(v: f32) -> u32 {
     if v.is_nan() {
@@ -547,9 +610,10 @@ mod tests {
         if skip() {
             return;
         }
-        // 3 images of 5 channels (the product uses channels 1..4), 8x8 planes, a 3x3 kernel
-        // with padding 1: taps shifted by (ki - 1) * 8 + (kj - 1), the padding masked off
-        let (images, c, side) = (3, 5, 8);
+        // 9 images of 5 channels (the product uses channels 1..4), 8x8 planes, a 3x3 kernel
+        // with padding 1: taps shifted by (ki - 1) * 8 + (kj - 1), the padding masked off; 576
+        // columns, more than one block of KC pairs when the planes are the `a` of a product
+        let (images, c, side) = (9, 5, 8);
         let plane = side * side;
         let x: Vec<f32> = (0..images * c * plane)
             .map(|i| ((i * 7907) % 1013) as f32 / 211.0 - 2.4)
@@ -614,6 +678,46 @@ mod tests {
                 );
             }
             assert_eq!(shifted, explicit, "parallel {parallel}");
+        }
+        // the planes as the `a` [k, n] of a product (a weight gradient's im2col(x) x dY^T) with
+        // a `d` [n, 37] stored transposed: the bits of the explicit matrix's product
+        let nd = 37;
+        let d: Vec<f32> = (0..n * nd)
+            .map(|i| ((i * 613) % 487) as f32 / 101.0 - 2.2)
+            .collect();
+        for parallel in [false, true] {
+            let (mut from_planes, mut explicit) = (vec![0f32; k * nd], vec![0f32; k * nd]);
+            // SAFETY: the outputs are [k, nd]; b is [k, n] row-major; d's element (p, j) is at
+            // d[p + j * n].
+            unsafe {
+                gemm_planes_a(
+                    &planes,
+                    d.as_ptr(),
+                    [1, n],
+                    nd,
+                    from_planes.as_mut_ptr(),
+                    nd,
+                    false,
+                    parallel,
+                );
+                gemm(
+                    k,
+                    nd,
+                    n,
+                    b.as_ptr(),
+                    [n, 1],
+                    d.as_ptr(),
+                    [1, n],
+                    explicit.as_mut_ptr(),
+                    nd,
+                    false,
+                    parallel,
+                );
+            }
+            assert_eq!(
+                from_planes, explicit,
+                "a from the planes, parallel {parallel}"
+            );
         }
     }
 

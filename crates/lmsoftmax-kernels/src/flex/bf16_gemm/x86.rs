@@ -473,6 +473,57 @@ pub(super) unsafe fn pack_all(
     }
 }
 
+/// [`pack_all`] for `a` given as [`super::ShiftedPlanes`] (`[m, k]` = its dims): per row block
+/// and eight pairs, each row's 16 positions one masked load from its shifted plane and one
+/// conversion, then the 8 x 8 transpose of [`pack_a`]'s row-major path.
+///
+/// # Safety
+/// The CPU has AVX-512 F, BW and BF16.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+pub(super) unsafe fn pack_all_planes(planes: &super::ShiftedPlanes<'_>, out: &mut Vec<u32>) {
+    const { assert!(MR == 8 && KC.is_multiple_of(8), "eight pairs per step") };
+    let [m, k] = planes.dims();
+    // k is images * positions, a multiple of 16: whole groups of eight pairs, each inside one
+    // image's positions
+    let pairs = k / 2;
+    let row_blocks = m.div_ceil(MR);
+    let taps = planes.shifts.len();
+    out.resize(row_blocks * pairs * MR, 0);
+    for p0 in (0..pairs).step_by(KC) {
+        let pc = KC.min(pairs - p0);
+        let block = &mut out[row_blocks * MR * p0..][..row_blocks * pc * MR];
+        for (rb, lanes) in block.chunks_mut(pc * MR).enumerate() {
+            for p in (0..pc).step_by(8) {
+                let column = 2 * (p0 + p);
+                let (slot, q) = (column / planes.positions, column % planes.positions);
+                let rows: [__m256i; MR] = std::array::from_fn(|i| {
+                    let r = rb * MR + i;
+                    if r >= m {
+                        return _mm256_setzero_si256();
+                    }
+                    let (channel, tap) = (r / taps, r % taps);
+                    let start = slot * planes.image_stride + channel * planes.plane;
+                    // SAFETY: start begins a plane of x (slot < images, channel < channels);
+                    // q < positions.
+                    unsafe {
+                        let v = _mm512_castsi512_ps(load_shifted(planes, start, q, tap));
+                        std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v))
+                    }
+                });
+                for (step, pair) in transpose8x8(rows).iter().enumerate() {
+                    // SAFETY: lanes holds pc * MR values and p + step < pc.
+                    unsafe {
+                        _mm256_storeu_si256(
+                            lanes.as_mut_ptr().add((p + step) * MR) as *mut _,
+                            *pair,
+                        )
+                    };
+                }
+            }
+        }
+    }
+}
+
 /// `c = apack x b` (`+=` with `accumulate`) for `apack` an `[m, k]` matrix packed by
 /// [`pack_all`].
 ///

@@ -94,6 +94,13 @@ pub fn weight_grad(
     } else {
         gemm::Parallelism::None
     };
+    // with the bf16 units, a stride-1 "same" convolution's im2col rows read in place from the
+    // shifted input planes
+    let shifted_taps = if bf16_products {
+        geometry.shifted_taps()
+    } else {
+        None
+    };
     let partials: Vec<Vec<f32>> = chunks
         .par_chunks(per)
         .map(|part| {
@@ -110,6 +117,7 @@ pub fn weight_grad(
                     &mut scratch,
                     inner,
                     bf16_products,
+                    shifted_taps.as_ref(),
                 );
             }
             acc
@@ -149,7 +157,8 @@ fn transpose_groups(acc: &mut [f32], groups: usize, og: usize, k2: usize) {
 
 /// `acc [o, k2] += dy[images] x im2col(x[images])^T`, on bf16 operands with `bf16_products`
 /// (the caller checked [`bf16_units_in_use`] on its own thread), each group's block then summed
-/// transposed, `[k2, og]`.
+/// transposed, `[k2, og]`, its im2col rows read in place from the input planes where
+/// `shifted_taps` (the geometry's [`Geometry::shifted_taps`]) is given.
 #[allow(clippy::too_many_arguments)]
 fn accumulate(
     acc: &mut [f32],
@@ -161,6 +170,7 @@ fn accumulate(
     scratch: &mut Scratch,
     parallelism: gemm::Parallelism,
     bf16_products: bool,
+    shifted_taps: Option<&(Vec<isize>, Vec<u16>)>,
 ) {
     let [ho, wo] = g.out;
     let [kh, kw] = g.kernel;
@@ -184,6 +194,36 @@ fn accumulate(
     };
 
     for group in 0..g.groups {
+        if let Some((shifts, masks)) = shifted_taps {
+            // the bf16 units' transposed product (below) with `a` read from the planes
+            let [_, c, h, w] = g.x_dims;
+            let start = (images.start * c + group * g.group_channels) * h * w;
+            let planes = crate::flex::bf16_gemm::ShiftedPlanes::new(
+                &x[start..],
+                c * h * w,
+                h * w,
+                g.group_channels,
+                images.len(),
+                positions,
+                shifts,
+                masks,
+            );
+            // SAFETY: as the product below; the caller found the bf16 units (shifted_taps is
+            // only given with them).
+            unsafe {
+                crate::flex::bf16_gemm::gemm_planes_a(
+                    &planes,
+                    lhs.as_ptr().add(group * og * lhs_rs),
+                    [1, lhs_rs],
+                    og,
+                    acc.as_mut_ptr().add(group * og * k2),
+                    og,
+                    true,
+                    matches!(parallelism, gemm::Parallelism::Rayon(_)),
+                )
+            };
+            continue;
+        }
         let cols = columns(x, g, group, images.clone(), &mut scratch.cols);
         // SAFETY: every pointer/stride pair addresses elements inside its slice:
         // dst: the group's rows of `acc` [o, k2] row-major (og rows from group * og),
