@@ -121,7 +121,7 @@ impl Layer13 {
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
             if i == 2 || i == 5 {
-                x = self.pool.forward(x);
+                x = crate::max_pool::forward(&self.pool, x);
             }
         }
         global_avg_pool(x)

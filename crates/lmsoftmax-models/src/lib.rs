@@ -11,9 +11,10 @@
 //!   with [`load_resnet_pytorch`]);
 //! * [`densenet`] — torchvision `densenet169`.
 //!
-//! The networks are architectures only: their convolutions and BatchNorms run through the flex
-//! fast paths of `lmsoftmax-kernels` ([`conv`], [`batch_norm`]), and through Burn's own layers
-//! on other backends.
+//! The networks are architectures only: their convolutions, BatchNorms and 2x2 max pooling run
+//! through the flex fast paths of `lmsoftmax-kernels` ([`conv`], [`batch_norm`], [`max_pool`]),
+//! and through Burn's own layers on other backends (and for the 3x3 pools of ResNet and
+//! DenseNet).
 //!
 //! [`build`] makes any of them by name; [`list`] reports trainable parameters and forward
 //! multiply-adds at their usual class count and input size.
@@ -72,9 +73,9 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-/// The convolution and BatchNorm fast paths of `lmsoftmax-kernels` that the networks call,
-/// under the paths they had in this crate.
-pub use lmsoftmax_kernels::flex::{batch_norm, conv};
+/// The convolution, BatchNorm and max-pooling fast paths of `lmsoftmax-kernels` that the
+/// networks call (the first two under the paths they had in this crate).
+pub use lmsoftmax_kernels::flex::{batch_norm, conv, max_pool};
 
 pub use common::{
     ConvBnRelu, batch_norm_forward, count_trainable_params, global_avg_pool, is_running_statistic,

@@ -100,7 +100,7 @@ impl SmallCnn {
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = x;
         for block in &self.blocks {
-            x = self.pool.forward(block.forward(x));
+            x = crate::max_pool::forward(&self.pool, block.forward(x));
         }
         global_avg_pool(x)
     }

@@ -256,7 +256,7 @@ impl Vgg {
         for layer in &self.features {
             x = match layer {
                 VggLayer::Conv(block) => block.forward(x),
-                VggLayer::Pool(pool) => pool.forward(x),
+                VggLayer::Pool(pool) => crate::max_pool::forward(pool, x),
             };
         }
         let x = self.avgpool.forward(x);

@@ -8,6 +8,7 @@ pub mod batch_norm;
 pub mod bf16_gemm;
 pub mod conv;
 mod fused_loss;
+pub mod max_pool;
 
 /// Whether `device` is the flex backend (with or without autodiff), where these kernels run.
 ///
