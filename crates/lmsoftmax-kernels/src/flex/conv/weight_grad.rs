@@ -21,9 +21,10 @@ fn partitions(values: usize) -> usize {
     (PARTITION_BYTES / (values * 4).max(1)).clamp(2, PARTITIONS)
 }
 
-/// Depth of a product on the bf16 units, at most (when an image has fewer output positions):
-/// two whole blocks of [`KC`](crate::flex::bf16_gemm::KC) pairs, so that no product ends on a
-/// short block.
+/// Depth of a product on the bf16 units, at most, where an image has fewer output positions:
+/// one block of [`KC`](crate::flex::bf16_gemm::KC) pairs, filled with whole images, so that a
+/// product does not spill a few pairs into a short second block (the im2col chunks of
+/// [`images_per_product`] round up instead).
 const BF16_DEPTH: usize = 2 * crate::flex::bf16_gemm::KC;
 
 /// The gradient of `conv2d(x, w)` (symmetric padding, `options.groups` groups) with respect to
