@@ -86,23 +86,12 @@ pub unsafe fn gemm(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        // `a` packed into this thread's buffer, taken out of its cell while in use: a rayon
-        // thread waiting on this product's columns may run another product meanwhile
-        let mut apack = PACKED_A.with(|cell| cell.take());
+        // SAFETY: as this function's contract.
+        let pack = |apack: &mut Vec<u32>| unsafe { x86::pack_all(a, a_strides, [m, k], apack) };
         // SAFETY: as this function's contract.
         unsafe {
-            x86::pack_all(a, a_strides, [m, k], &mut apack);
-            x86::product(
-                &apack,
-                [m, n, k],
-                x86::BSource::strided(b, b_strides),
-                c,
-                ldc,
-                accumulate,
-                parallel,
-            );
+            product_in_thread_buffer(pack, [m, n, k], b, b_strides, c, ldc, accumulate, parallel)
         }
-        PACKED_A.with(|cell| cell.replace(apack));
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -111,6 +100,41 @@ pub unsafe fn gemm(
         );
         unreachable!("bf16_gemm::gemm without AVX-512-BF16: check available() first");
     }
+}
+
+/// `c = a x b` (`+=` with `accumulate`) with `a` `[m, k]` packed by `pack` into this thread's
+/// buffer ([`PACKED_A`]), taken out of its cell while in use: a rayon thread waiting on this
+/// product's columns may run another product meanwhile.
+///
+/// # Safety
+/// As [`gemm()`]'s, with `pack` leaving a packing of an `[m, k]` matrix in the buffer.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn product_in_thread_buffer(
+    pack: impl FnOnce(&mut Vec<u32>),
+    [m, n, k]: [usize; 3],
+    b: *const f32,
+    b_strides: [usize; 2],
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    let mut apack = PACKED_A.with(|cell| cell.take());
+    pack(&mut apack);
+    // SAFETY: as this function's contract.
+    unsafe {
+        x86::product(
+            &apack,
+            [m, n, k],
+            x86::BSource::strided(b, b_strides),
+            c,
+            ldc,
+            accumulate,
+            parallel,
+        )
+    };
+    PACKED_A.with(|cell| cell.replace(apack));
 }
 
 /// An `[m, k]` matrix rounded to bf16 and packed once, for several products with it
@@ -383,22 +407,12 @@ pub unsafe fn gemm_planes_a(
     #[cfg(target_arch = "x86_64")]
     {
         let [m, k] = a.dims();
-        // as in `gemm`: the packed `a` in this thread's buffer, out of its cell while in use
-        let mut apack = PACKED_A.with(|cell| cell.take());
+        // SAFETY: the CPU has the units (this function's contract).
+        let pack = |apack: &mut Vec<u32>| unsafe { x86::pack_all_planes(a, apack) };
         // SAFETY: as this function's contract; a's enabled elements are inside its slice.
         unsafe {
-            x86::pack_all_planes(a, &mut apack);
-            x86::product(
-                &apack,
-                [m, n, k],
-                x86::BSource::strided(b, b_strides),
-                c,
-                ldc,
-                accumulate,
-                parallel,
-            );
+            product_in_thread_buffer(pack, [m, n, k], b, b_strides, c, ldc, accumulate, parallel)
         }
-        PACKED_A.with(|cell| cell.replace(apack));
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
