@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn matches_burns_max_pool_and_its_gradient() {
-        let device = Device::default().autodiff();
+        let device = Device::flex().autodiff();
         let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
         // even and odd sides (the odd last row and column are left out), one plane and many
         for dims in [[2, 3, 8, 8], [1, 1, 5, 7], [3, 4, 6, 3], [64, 16, 16, 16]] {
@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn ties_send_the_gradient_to_the_first_maximum_and_a_nan_is_the_maximum() {
-        let device = Device::default().autodiff();
+        let device = Device::flex().autodiff();
         let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
         // window 0: a tie between the 2nd and 4th values; window 1: a NaN in the 3rd
         let x = Tensor::<4>::from_floats(
@@ -242,7 +242,7 @@ mod tests {
 
     #[test]
     fn other_pools_and_backends_take_burns_path() {
-        let device = Device::default().autodiff();
+        let device = Device::flex().autodiff();
         // 3x3 with stride 2 and padding 1 (ResNet's): Burn's own, the same values
         let pool = MaxPool2dConfig::new([3, 3])
             .with_strides([2, 2])
