@@ -28,11 +28,17 @@ What a PyTorch user runs beside the default fp32 NCHW step (issue 17's compariso
 autocast, as autocast's documentation has it. `--precision bf16` runs both sides in bf16 (ours:
 `bench train-step --precision bf16`, whose bf16 products the header names); `--torch-precision`
 sets PyTorch's alone. The table's header names both variants.
+
+With `ONEDNN_VERBOSE=1` in the environment, PyTorch's side also prints oneDNN's per-primitive
+lines to stderr (`...,exec,cpu,convolution,<implementation>,...,<problem>,<ms>`): each
+convolution's forward, backward-data and backward-weights time, for a per-layer comparison with
+`cargo run --release -p lmsoftmax-kernels --example conv_rate`.
 """
 import argparse
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,7 +154,11 @@ def main():
                                       str(a.warmup), loss, arch, str(batch), a.device, a.torch_layout,
                                       a.torch_precision], check=True, capture_output=True,
                                      text=True)
-                t = json.loads(out.stdout.strip().splitlines()[-1])
+                lines = out.stdout.strip().splitlines()
+                if os.environ.get("ONEDNN_VERBOSE"):
+                    # oneDNN's per-primitive lines (`exec`, its time in ms last), for per-layer times
+                    print("\n".join(lines[:-1]), file=sys.stderr)
+                t = json.loads(lines[-1])
                 print(f"| {arch} | {batch} | {threads} | {loss} | {o['step_ms']:.0f} | {t['step_ms']:.0f} "
                       f"| {o['step_ms'] / t['step_ms']:.2f} | {o['eval_images_per_s']:.1f} "
                       f"| {t['eval_images_per_s']:.1f} | {o['eval_images_per_s'] / t['eval_images_per_s']:.2f} "
