@@ -150,3 +150,93 @@ fn add_into_avx512(dst: &mut [f32], src: &[f32]) {
         i += 16;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The input gradient by its definition, in f64: `dx[i, ch, ih, iw]` sums
+    /// `w[oc, ch - group start, ki, kj] * dy[i, oc, oh, ow]` over the output channels of the
+    /// channel's group and the taps that read `(ih, iw)`.
+    #[allow(clippy::too_many_arguments)]
+    fn definition(
+        weight: &[f32],
+        [o, cg, kh, kw]: [usize; 4],
+        dy: &[f32],
+        [n, _, ho, wo]: [usize; 4],
+        [_, c, h, w]: [usize; 4],
+        [s, p, d]: [usize; 3],
+        groups: usize,
+    ) -> Vec<f64> {
+        let og = o / groups;
+        let mut dx = vec![0f64; n * c * h * w];
+        for i in 0..n {
+            for oc in 0..o {
+                let group = oc / og;
+                for rc in 0..cg {
+                    let ch = group * cg + rc;
+                    for ki in 0..kh {
+                        for kj in 0..kw {
+                            let wv = weight[((oc * cg + rc) * kh + ki) * kw + kj] as f64;
+                            for oh in 0..ho {
+                                for ow in 0..wo {
+                                    let ih = (oh * s + ki * d) as isize - p as isize;
+                                    let iw = (ow * s + kj * d) as isize - p as isize;
+                                    if (0..h as isize).contains(&ih)
+                                        && (0..w as isize).contains(&iw)
+                                    {
+                                        let g = dy[((i * o + oc) * ho + oh) * wo + ow] as f64;
+                                        dx[((i * c + ch) * h + ih as usize) * w + iw as usize] +=
+                                            wv * g;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        dx
+    }
+
+    #[test]
+    fn the_input_gradient_is_its_definition_with_groups_and_strides() {
+        if !crate::flex::bf16_gemm::available() {
+            eprintln!("SKIPPED: this CPU has no AVX-512-BF16, the input gradient stays Burn's");
+            return;
+        }
+        // 20 channels in one group and in two, stride 1 and 2; values that bf16 holds exactly,
+        // so only the order of the f32 sums differs from the definition's
+        for (groups, stride, padding) in [(1, 1, 1), (2, 1, 1), (1, 2, 0)] {
+            let (n, c, o, side) = (3, 20, 12, 9);
+            let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], groups);
+            let w_dims = [o, c / groups, 3, 3];
+            let out = (side + 2 * padding - 3) / stride + 1;
+            let g_dims = [n, o, out, out];
+            let x_dims = [n, c, side, side];
+            let weight: Vec<f32> = (0..w_dims.iter().product::<usize>())
+                .map(|i| ((i * 37) % 17) as f32 / 8.0 - 1.0)
+                .collect();
+            let dy: Vec<f32> = (0..g_dims.iter().product::<usize>())
+                .map(|i| ((i * 11) % 13) as f32 / 4.0 - 1.5)
+                .collect();
+            let got = input_grad_bf16(&weight, w_dims, &dy, g_dims, x_dims, &options);
+            let want = definition(
+                &weight,
+                w_dims,
+                &dy,
+                g_dims,
+                x_dims,
+                [stride, padding, 1],
+                groups,
+            );
+            let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (*g as f64 - w).abs() <= 1e-5 * scale,
+                    "groups {groups}, stride {stride}: element {i}: {g} vs {w}"
+                );
+            }
+        }
+    }
+}
