@@ -286,38 +286,43 @@ fn channel_statistics(x: &[f32], [n, c, s]: [usize; 3]) -> Vec<(f64, f64)> {
         .into_par_iter()
         .map(|ch| {
             let blocks = || (0..n).map(move |i| &x[(i * c + ch) * s..][..s]);
-            let sum: f64 = blocks().map(|b| lane_sums(b, b, |v, _| [v, 0.0])[0]).sum();
+            let sum: f64 = blocks().map(|b| lane_sums(b, b, |v, _| [v])[0]).sum();
             let mean = sum / count;
             let squares: f64 = blocks()
-                .map(|b| lane_sums(b, b, |v, _| [(v - mean).powi(2), 0.0])[0])
+                .map(|b| lane_sums(b, b, |v, _| [(v - mean).powi(2)])[0])
                 .sum();
             (mean, squares / count)
         })
         .collect()
 }
 
-/// The two sums of `term(a[i], b[i])` over `i` (the values widened to `f64`), each made of eight
-/// interleaved partial sums added in a fixed order at the end: eight chains of dependent
-/// additions instead of one, so that they pipeline (one `f64` chain ran at a quarter of the
-/// adder's rate, a tenth of a layer13 step on one thread). `a` and `b` have the same length.
+/// The `N` sums of `term(a[i], b[i])` over `i` (the values widened to `f64`), each made of
+/// eight interleaved partial sums added in a fixed order at the end: eight chains of dependent
+/// additions instead of one, so that they pipeline (one `f64` chain runs at a quarter of the
+/// adder's rate). `a` and `b` have the same length.
 #[inline]
-fn lane_sums(a: &[f32], b: &[f32], term: impl Fn(f64, f64) -> [f64; 2]) -> [f64; 2] {
+fn lane_sums<const N: usize>(
+    a: &[f32],
+    b: &[f32],
+    term: impl Fn(f64, f64) -> [f64; N],
+) -> [f64; N] {
     const LANES: usize = 8;
-    let mut acc = [[0f64; LANES]; 2];
+    let mut acc = [[0f64; LANES]; N];
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (a_tail, b_tail) = (a_chunks.remainder(), b_chunks.remainder());
     for (x, y) in a_chunks.zip(b_chunks) {
         for lane in 0..LANES {
-            let [t0, t1] = term(x[lane] as f64, y[lane] as f64);
-            acc[0][lane] += t0;
-            acc[1][lane] += t1;
+            let terms = term(x[lane] as f64, y[lane] as f64);
+            for (sums, t) in acc.iter_mut().zip(terms) {
+                sums[lane] += t;
+            }
         }
     }
     let mut totals = acc.map(|l| ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])));
     for (&x, &y) in a_tail.iter().zip(b_tail) {
-        let [t0, t1] = term(x as f64, y as f64);
-        totals[0] += t0;
-        totals[1] += t1;
+        for (total, t) in totals.iter_mut().zip(term(x as f64, y as f64)) {
+            *total += t;
+        }
     }
     totals
 }

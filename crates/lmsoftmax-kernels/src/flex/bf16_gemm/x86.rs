@@ -21,20 +21,16 @@ unsafe impl Send for Input {}
 // SAFETY: as above.
 unsafe impl Sync for Input {}
 
-/// 16 f32 lanes rounded to bf16 bits (in the low 16 bits of each lane, or the high ones
-/// with `high`), NaN kept as a quiet NaN.
+/// 16 f32 lanes rounded to bf16 bits (in the low 16 bits of each lane), NaN kept as a quiet
+/// NaN.
 #[target_feature(enable = "avx512f")]
-fn round16(v: __m512i, high: bool) -> __m512i {
+fn round16(v: __m512i) -> __m512i {
     let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(v), _mm512_set1_epi32(1));
     let rounded = _mm512_add_epi32(v, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
     let abs = _mm512_and_si512(v, _mm512_set1_epi32(0x7fff_ffff));
     let nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7f80_0000));
     let rounded = _mm512_mask_mov_epi32(rounded, nan, _mm512_set1_epi32(0x7fc0_0000));
-    if high {
-        _mm512_and_si512(rounded, _mm512_set1_epi32(0xffff_0000u32 as i32))
-    } else {
-        _mm512_srli_epi32::<16>(rounded)
-    }
+    _mm512_srli_epi32::<16>(rounded)
 }
 
 /// Lane `j` of the result holds the pair `(lo[j], hi[j])` rounded to bf16 (to nearest even,
@@ -302,7 +298,7 @@ unsafe fn pack_a(
                     _mm512_castsi256_si512(_mm256_castps_si256(lo)),
                     _mm256_castps_si256(hi),
                 );
-                let r = round16(both, false);
+                let r = round16(both);
                 let pair = _mm256_or_si256(
                     _mm512_castsi512_si256(r),
                     _mm256_slli_epi32::<16>(_mm512_extracti64x4_epi64::<1>(r)),
